@@ -1,0 +1,177 @@
+"""``python -m policies``: regions, categories, quote and lint from the command line.
+
+The JSON shapes are a contract other tools depend on (see README). Bad input exits with
+status 2 and one line on stderr saying what is wrong and what is accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from policies.engine import quote
+from policies.lint import lint_all
+from policies.loader import Library, default_library
+from policies.quote import Applicant, ApplicantError, Quote
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value) if len(value) == 10 else _bad_date(value)
+    except ValueError:
+        _bad_date(value)
+
+
+def _bad_date(value: str) -> NoReturn:
+    raise argparse.ArgumentTypeError(f"不是有效日期：{value!r}（格式 YYYY-MM-DD，如 2023-11-05）")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m policies", description="居民医保通知数据与缴费计算")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("regions", help="已载入的地区")
+    r.add_argument("--json", action="store_true")
+    c = sub.add_parser("categories", help="某地区通知列明的身份类别")
+    c.add_argument("--region", required=True)
+    c.add_argument("--json", action="store_true")
+    q = sub.add_parser("quote", help="计算应缴金额、资助和待遇期")
+    q.add_argument("--region", required=True)
+    q.add_argument("--birth-date", required=True, type=_date)
+    q.add_argument("--date", required=True, type=_date, help="缴费日期")
+    q.add_argument("--category", action="append", default=[])
+    q.add_argument("--tier", type=int)
+    q.add_argument("--json", action="store_true")
+    sub.add_parser("lint", help="校验全部通知数据文件")
+    return p
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _regions(lib: Library, as_json: bool) -> int:
+    rows = [
+        {"id": n.region.id, "name": n.region.name, "benefit_year": n.benefit_year}
+        for n in lib.notices
+    ]
+    if as_json:
+        _emit(rows)
+    else:
+        for row in rows:
+            print(f"{row['id']}\t{row['name']}\t{row['benefit_year']}年度")
+    return 0
+
+
+def _categories(lib: Library, region: str, as_json: bool) -> int:
+    notices = lib.for_region(region)
+    if not notices:
+        accepted = "、".join(n.region.id for n in lib.regions())
+        raise UsageError(f"未知地区 {region!r}；可选：{accepted}")
+    seen: dict[str, str] = {}
+    for notice in notices:
+        for cat in notice.categories:
+            seen.setdefault(cat.id, cat.name)
+    rows = [{"id": k, "name": v} for k, v in seen.items()]
+    if as_json:
+        _emit(rows)
+    else:
+        for row in rows:
+            print(f"{row['id']}\t{row['name']}")
+    return 0
+
+
+def _money(value: int | None) -> str:
+    return "通知未载明" if value is None else f"{value}元"
+
+
+def render_text(q: Quote) -> str:
+    """The quote as readable Chinese, for the terminal."""
+    lines = [f"地区：{q.region_name}" + (f"（{q.benefit_year}年度）" if q.benefit_year else "")]
+    if q.window_name:
+        lines.append(f"缴费时段：{q.window_name}")
+    if q.notice is None:
+        lines.extend(f"· {n.text}" for n in q.notes)
+        return "\n".join(lines)
+    status = "可以参保缴费" if q.eligible else ("通知未作规定" if not q.determined else "不能参保")
+    lines.append(f"结论：{status}")
+    lines.append(f"个人缴费标准：{_money(q.fee)}")
+    payers = "、".join(p.name + (f"{p.amount}元" if p.amount is not None else "") for p in q.payers)
+    lines.append(f"参保资助：{_money(q.subsidy)}" + (f"（{payers}）" if payers else ""))
+    if q.eligible:
+        lines.append(f"缴费时支付：{_money(q.pay_now)}；最终负担：{_money(q.net_cost)}")
+        lines.append(f"待遇期：{q.benefit_start or '通知未写明起始日'} 至 {q.benefit_end}")
+    for alt in q.alternatives:
+        lines.append(
+            f"另可选择：{alt.label}，缴费{_money(alt.fee)}，待遇 {alt.benefit_start} 至 {alt.benefit_end}"
+        )
+    if q.eligible and q.channels:
+        lines.append("缴费渠道：")
+        for ch in q.channels:
+            how = f"：{ch.how}" if ch.how else ""
+            lines.append(f"  - [{'线上' if ch.kind == 'online' else '线下'}] {ch.name}{how}")
+    for reg in q.registration:
+        lines.append(f"登记：{reg.text}")
+    if q.notes:
+        lines.append("说明：")
+        lines.extend(f"  - {n.text}" for n in q.notes)
+    lines.append("依据：")
+    for step in q.trace:
+        src = f"（{step.source.clause}：“{step.source.quote}”）" if step.source else ""
+        lines.append(f"  - {step.text}{src}")
+    return "\n".join(lines)
+
+
+def _quote(lib: Library, args: argparse.Namespace) -> int:
+    applicant = Applicant(
+        region=args.region,
+        birth_date=args.birth_date,
+        payment_date=args.date,
+        categories=frozenset(args.category),
+        tier=args.tier,
+    )
+    result = quote(lib, applicant)
+    if args.json:
+        _emit(result.to_json())
+    else:
+        print(render_text(result))
+    return 0
+
+
+def _lint() -> int:
+    problems = lint_all()
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print("all notices pass")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "lint":
+            return _lint()
+        lib = default_library()
+        if args.command == "regions":
+            return _regions(lib, args.json)
+        if args.command == "categories":
+            return _categories(lib, args.region, args.json)
+        return _quote(lib, args)
+    except (UsageError, ApplicantError) as exc:
+        print(f"错误：{exc}", file=sys.stderr)
+        return 2

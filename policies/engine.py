@@ -1,0 +1,456 @@
+"""The quote engine: an applicant and the loaded notices in, a quote out.
+
+Pure: no I/O, no clock. Which notice answers is decided by the payment date alone (the
+window that covers it); what the resident owes and when benefits begin follows the first
+rule of that window whose condition the applicant meets. Every figure carries the
+citation of the rule that produced it, collected in the quote's trace.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Iterable
+
+from policies.loader import Library
+from policies.models import Category, Citation, Condition, Notice, Note, Rule, Window
+from policies.quote import (
+    AlternativeQuote,
+    Applicant,
+    ApplicantError,
+    ChannelInfo,
+    PayerShare,
+    Quote,
+    QuoteNote,
+    SourceRef,
+    Step,
+)
+
+_refs: dict[tuple[str, int], SourceRef] = {}
+
+
+def _ref(notice: Notice, cite: Citation) -> SourceRef:
+    # Notices live for the whole process, so a citation's id is a stable cache key.
+    key = (notice.id, id(cite))
+    ref = _refs.get(key)
+    if ref is None:
+        ref = _refs[key] = SourceRef(notice.document.file, cite.clause, cite.quote)
+    return ref
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """Same day number ``months`` later; the month's last day where that day does not exist."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def first_of_next_month(day: dt.date) -> dt.date:
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def find_window(notices: Iterable[Notice], day: dt.date) -> tuple[Notice, Window] | None:
+    for notice in notices:
+        for window in notice.windows:
+            if (window.start is None or window.start <= day) and day <= window.end:
+                return notice, window
+    return None
+
+
+def quote(library: Library, applicant: Applicant) -> Quote:
+    notices = library.for_region(applicant.region)
+    if not notices:
+        ids = tuple(n.region.id for n in library.regions())
+        raise ApplicantError(
+            "unknown_region", f"未知地区 {applicant.region!r}；可选：{'、'.join(ids)}", ids
+        )
+    if applicant.birth_date > applicant.payment_date:
+        raise ApplicantError(
+            "birth_after_payment",
+            f"出生日期 {applicant.birth_date} 晚于缴费日期 {applicant.payment_date}；"
+            "出生日期须不晚于缴费日期",
+        )
+    found = find_window(notices, applicant.payment_date)
+    _check_categories(notices if found is None else (found[0],), applicant)
+    if found is None:
+        _check_tier_any(notices, applicant)
+        return _not_covered(notices, applicant)
+    notice, window = found
+    _check_tier(notice, applicant)
+    return _Quoter(notice, window, applicant).run()
+
+
+def _check_categories(notices: Iterable[Notice], applicant: Applicant) -> None:
+    known = {c.id for n in notices for c in n.categories}
+    unknown = sorted(applicant.categories - known)
+    if unknown:
+        accepted = tuple(sorted(known))
+        raise ApplicantError(
+            "unknown_category",
+            f"地区 {applicant.region} 的通知没有身份类别 {'、'.join(unknown)}；"
+            f"可选：{'、'.join(accepted)}",
+            accepted,
+        )
+
+
+def _tier_ids(notice: Notice) -> tuple[str, ...]:
+    return tuple(str(t.id) for t in notice.tiers or ())
+
+
+def _check_tier(notice: Notice, applicant: Applicant) -> None:
+    tiers = _tier_ids(notice)
+    if not tiers:
+        if applicant.tier is not None:
+            raise ApplicantError(
+                "tier_not_offered", f"{notice.region.name}的通知不分档次，请不要指定档次"
+            )
+        return
+    if applicant.tier is None:
+        raise ApplicantError(
+            "tier_required", f"{notice.region.name}分档缴费，请指定档次：{'、'.join(tiers)}", tiers
+        )
+    if str(applicant.tier) not in tiers:
+        raise ApplicantError(
+            "unknown_tier",
+            f"{notice.region.name}没有第 {applicant.tier} 档；可选：{'、'.join(tiers)}",
+            tiers,
+        )
+
+
+def _check_tier_any(notices: Iterable[Notice], applicant: Applicant) -> None:
+    if applicant.tier is None:
+        return
+    tiers = tuple(sorted({t for n in notices for t in _tier_ids(n)}))
+    if not tiers:
+        raise ApplicantError("tier_not_offered", "该地区的通知不分档次，请不要指定档次")
+    if str(applicant.tier) not in tiers:
+        raise ApplicantError(
+            "unknown_tier", f"没有第 {applicant.tier} 档；可选：{'、'.join(tiers)}", tiers
+        )
+
+
+def _not_covered(notices: tuple[Notice, ...], applicant: Applicant) -> Quote:
+    latest = max(notices, key=lambda n: n.benefit_year)
+    spans = "；".join(
+        f"{n.benefit_year}年度（缴费日期 {_span(n)}）"
+        for n in sorted(notices, key=lambda n: n.benefit_year)
+    )
+    office = latest.office(latest.ask_office)
+    note = QuoteNote(
+        text=f"{applicant.payment_date} 不在已载入的{latest.region.name}通知所覆盖的缴费期内。"
+        f"已载入：{spans}。其他年度的缴费标准和时间请向{office.name if office else ''}咨询。",
+        ask=office.name if office else None,
+    )
+    return Quote(
+        region=latest.region.id,
+        region_name=latest.region.name,
+        notice=None,
+        benefit_year=None,
+        window=None,
+        window_name=None,
+        tier=applicant.tier,
+        eligible=False,
+        determined=True,
+        fee=None,
+        subsidy=None,
+        subsidy_category=None,
+        subsidy_mode=None,
+        payers=(),
+        pay_now=None,
+        net_cost=None,
+        benefit_start=None,
+        benefit_end=None,
+        channels=(),
+        registration=(),
+        notes=(note,),
+        trace=(Step("notice", note.text, None),),
+    )
+
+
+def _span(notice: Notice) -> str:
+    start, end = notice.window_span
+    return f"{start or '发文之日'} 至 {end}"
+
+
+def _subsidy_rank(pair: tuple[Category, int | None]) -> tuple[int, bool]:
+    # Largest amount first; between equal amounts, paid up front beats 先缴后补.
+    cat, amount = pair
+    return amount or 0, cat.subsidy is not None and cat.subsidy.mode == "direct"
+
+
+class _Quoter:
+    """One quote's working state; split into steps so each reads beside its rule."""
+
+    def __init__(self, notice: Notice, window: Window, applicant: Applicant) -> None:
+        self.n = notice
+        self.w = window
+        self.a = applicant
+        self.days_old = (applicant.payment_date - applicant.birth_date).days
+        self.trace: list[Step] = []
+        self.notes: list[QuoteNote] = []
+        self.chosen = [c for c in notice.categories if c.id in applicant.categories]
+
+    def ref(self, cite: Citation | None) -> SourceRef | None:
+        return None if cite is None else _ref(self.n, cite)
+
+    def note(self, note: Note) -> None:
+        office = self.n.office(note.ask) if note.ask else None
+        self.notes.append(QuoteNote(note.text, self.ref(note.cite), office.name if office else None))
+
+    def matches(self, cond: Condition) -> bool:
+        a, n = self.a, self.n
+        if cond.newborn is not None and cond.newborn != (self.days_old <= n.newborn_days.amount):
+            return False
+        if cond.born == "benefit_year" and a.birth_date.year != n.benefit_year:
+            return False
+        if cond.born == "previous_year" and a.birth_date.year != n.benefit_year - 1:
+            return False
+        if cond.born_within_days_of_year_end is not None:
+            to_year_end = (dt.date(a.birth_date.year, 12, 31) - a.birth_date).days
+            if to_year_end >= cond.born_within_days_of_year_end:
+                return False
+        return cond.categories is None or not a.categories.isdisjoint(cond.categories)
+
+    def run(self) -> Quote:
+        n, w, a = self.n, self.w, self.a
+        rule = next(r for r in w.rules if self.matches(r.when))
+        self.trace.append(
+            Step(
+                "window",
+                f"{n.document.title}：缴费日期 {a.payment_date} 在「{w.name}」"
+                f"（{w.start or '发文之日'} 至 {w.end}）内",
+                self.ref(w.start_cite if w.start is not None else w.end_cite),
+            )
+        )
+        for wn in w.notes:
+            self.note(wn)
+        standard = self.standard_fee()
+        fee = self.fee(rule, standard)
+        subsidy, mode, payers, subsidy_cat = self.subsidy(rule, standard, fee)
+        eligible = rule.enroll == "allowed"
+        start, end = self.benefit(rule) if eligible else (None, None)
+        if eligible and rule.benefit_start != "unspecified" and start is None:
+            eligible = False
+        for rn in rule.notes:
+            self.note(rn)
+        for cat in self.chosen:
+            for cn in cat.notes:
+                self.note(cn)
+        pay_now = net = None
+        if eligible and fee is not None and subsidy is not None:
+            net = fee - subsidy
+            pay_now = fee if mode == "reimbursed" else net
+            self.trace.append(
+                Step(
+                    "pay_now",
+                    f"缴费时支付 {pay_now} 元"
+                    + (f"，事后补助 {subsidy} 元，实际负担 {net} 元" if mode == "reimbursed" else ""),
+                    None,
+                )
+            )
+        if eligible:
+            for refund in n.refunds:
+                self.note(refund)
+        if n.channels_note is not None:
+            self.note(n.channels_note)
+        return Quote(
+            region=n.region.id,
+            region_name=n.region.name,
+            notice=n.id,
+            benefit_year=n.benefit_year,
+            window=w.id,
+            window_name=w.name,
+            tier=a.tier,
+            eligible=eligible,
+            determined=rule.enroll != "unknown",
+            fee=fee,
+            subsidy=subsidy,
+            subsidy_category=subsidy_cat,
+            subsidy_mode=mode,
+            payers=payers,
+            pay_now=pay_now,
+            net_cost=net,
+            benefit_start=start,
+            benefit_end=end,
+            channels=tuple(
+                ChannelInfo(c.name, c.kind, c.how, _ref(n, c.cite)) for c in n.channels
+            ),
+            registration=tuple(
+                QuoteNote(
+                    f"{r.who}：先到{'、'.join(r.where)}办理参保登记"
+                    + (f"，携带{'、'.join(r.bring)}" if r.bring else ""),
+                    _ref(n, r.cite),
+                )
+                for r in n.registration
+            ),
+            notes=tuple(self.notes),
+            trace=tuple(self.trace),
+            alternatives=self.alternatives(rule),
+        )
+
+    def standard_fee(self) -> int:
+        if self.n.fee is not None:
+            return self.n.fee.amount
+        tier = self.n.tier(self.a.tier or 0)
+        assert tier is not None  # checked before quoting
+        return tier.fee
+
+    def fee(self, rule: Rule, standard: int) -> int | None:
+        if rule.fee == "unknown":
+            self.trace.append(Step("fee", "通知未写明本期应缴金额", self.ref(rule.cite)))
+            return None
+        if rule.fee == "standard":
+            tier = self.n.tier(self.a.tier or 0)
+            if tier is not None:
+                text, cite = f"{tier.name}个人缴费标准 {tier.fee} 元", tier.cite
+            else:
+                assert self.n.fee is not None
+                text, cite = f"个人缴费标准 {standard} 元", self.n.fee.cite
+            self.trace.append(Step("fee", text, self.ref(cite)))
+            return standard
+        self.trace.append(
+            Step("fee", f"应缴 {rule.fee} 元（{rule.fee_breakdown or ''}）", self.ref(rule.cite))
+        )
+        return rule.fee
+
+    def subsidy_amount(self, cat: Category, standard: int, fee: int | None) -> int | None:
+        s = cat.subsidy
+        assert s is not None
+        if s.kind == "full":
+            # 全额资助 / 个人不用缴费: whatever the resident would have paid, including a
+            # newborn's two-year fee (通河县 三).
+            return standard if fee is None else fee
+        if s.kind == "fixed":
+            return s.amount
+        if s.kind == "percent":
+            assert s.percent is not None
+            return standard * s.percent // 100
+        if s.kind == "per_tier":
+            assert s.per_tier is not None
+            return s.per_tier.get(self.a.tier or 0)
+        return None
+
+    def subsidy(
+        self, rule: Rule, standard: int, fee: int | None
+    ) -> tuple[int | None, str | None, tuple[PayerShare, ...], str | None]:
+        subsidised = [c for c in self.chosen if c.subsidy is not None]
+        if not subsidised:
+            self.trace.append(Step("subsidy", "无参保资助", None))
+            return 0, None, (), None
+        if not rule.subsidies:
+            why = self.ref(rule.subsidies_cite)
+            self.notes.append(QuoteNote("本期缴费不享受参保资助。", why))
+            self.trace.append(Step("subsidy", "本期缴费不享受参保资助", why))
+            return 0, None, (), None
+        candidates: list[tuple[Category, int | None]] = []
+        for cat in subsidised:
+            s = cat.subsidy
+            assert s is not None
+            if s.deadline is not None and self.a.payment_date > s.deadline.date:
+                self.notes.append(
+                    QuoteNote(
+                        f"{cat.name}享受资助的截止时间为 {s.deadline.date}，"
+                        f"{self.a.payment_date} 缴费不再享受该资助。",
+                        self.ref(s.deadline.cite),
+                    )
+                )
+                continue
+            candidates.append((cat, self.subsidy_amount(cat, standard, fee)))
+        if not candidates:
+            self.trace.append(Step("subsidy", "已过享受资助的截止时间", None))
+            return 0, None, (), None
+        known = [(c, amt) for c, amt in candidates if amt is not None]
+        best = max(known, key=_subsidy_rank) if known else None
+        if len(candidates) > 1:
+            mc = self.n.multiple_categories
+            if mc.rule == "highest":
+                self.trace.append(
+                    Step("subsidy", "多重身份按就高原则资助，不重复享受", self.ref(mc.cite))
+                )
+            elif mc.note is not None:
+                self.note(mc.note)
+        if best is None or (len(known) < len(candidates) and best[1] < standard):
+            cat = next(c for c, amt in candidates if amt is None)
+            assert cat.subsidy is not None
+            for sn in cat.subsidy.notes:
+                self.note(sn)
+            self.trace.append(
+                Step("subsidy", f"{cat.name}：资助金额通知未载明", self.ref(cat.subsidy.cite))
+            )
+            return None, cat.subsidy.mode, (), cat.id
+        cat, amount = best
+        s = cat.subsidy
+        assert s is not None and amount is not None
+        if fee is not None:
+            amount = min(amount, fee)
+        payers = tuple(
+            PayerShare(p.name, amount if p.amount is None and len(s.payers) == 1 else p.amount)
+            for p in s.payers
+        )
+        for sn in s.notes:
+            self.note(sn)
+        who = "、".join(
+            p.name + (f" {p.amount} 元" if p.amount is not None else "") for p in payers
+        )
+        how = "先缴后补（先全额缴费，事后补助）" if s.mode == "reimbursed" else "直接抵减个人缴费"
+        self.trace.append(
+            Step("subsidy", f"{cat.name}：资助 {amount} 元，由{who}承担，{how}", self.ref(s.cite))
+        )
+        return amount, s.mode, payers, cat.id
+
+    def benefit(self, rule: Rule) -> tuple[dt.date | None, dt.date | None]:
+        a, end = self.a, self.n.benefit_period.end
+        kind = rule.benefit_start
+        start: dt.date | None
+        if kind == "benefit_year_start":
+            start, text = self.n.benefit_period.start, "待遇自待遇年度1月1日起"
+        elif kind == "next_month_first":
+            start, text = first_of_next_month(a.payment_date), "待遇自缴费次月1日起"
+        elif kind == "from_birth":
+            start, text = a.birth_date, "新生儿待遇自出生之日起"
+        elif kind == "from_payment":
+            start, text = a.payment_date, "待遇自缴费之日起"
+        elif kind == "after_waiting":
+            assert rule.waiting_months is not None
+            start = add_months(a.payment_date, rule.waiting_months)
+            text = f"设 {rule.waiting_months} 个月等待期，自缴费之日起满 {rule.waiting_months} 个月后享受待遇"
+        else:
+            start, text = None, "不设等待期，但通知未写明待遇起始日期"
+        self.trace.append(Step("benefit_start", text, self.ref(rule.cite)))
+        if start is not None and start > end:
+            self.notes.append(
+                QuoteNote(
+                    f"等待期至 {start} 才结束，已在本待遇年度（至 {end}）之后，"
+                    "本年度缴费后无法享受待遇。",
+                    self.ref(rule.cite),
+                )
+            )
+            return None, None
+        self.trace.append(
+            Step("benefit_end", f"待遇享受至 {end}", self.ref(self.n.benefit_period.cite))
+        )
+        return start, end
+
+    def alternatives(self, rule: Rule) -> tuple[AlternativeQuote, ...]:
+        alt = rule.alternative
+        if alt is None:
+            return ()
+        born = self.a.birth_date
+        year = born.year if alt.covers == "birth_year" else born.year + 1
+        start = born if alt.covers == "birth_year" else dt.date(year, 1, 1)
+        fee = self.standard_fee() if year == self.n.benefit_year else None
+        if fee is None:
+            office = self.n.office(self.n.ask_office)
+            self.notes.append(
+                QuoteNote(
+                    f"另一选择「{alt.label}」需缴纳 {year} 年度的居民医保费，本通知未载明该年度标准，"
+                    f"请向{office.name if office else ''}咨询。",
+                    self.ref(alt.cite),
+                    office.name if office else None,
+                )
+            )
+        return (
+            AlternativeQuote(
+                alt.label, alt.covers, fee, start, dt.date(year, 12, 31), _ref(self.n, alt.cite)
+            ),
+        )

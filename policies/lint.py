@@ -1,0 +1,211 @@
+"""Checks a notice data file against the text it cites.
+
+Loading (pydantic) already rejects unknown keys, wrong types and missing citations. Lint
+adds what needs the notice's text or the whole file: every quote occurs in its notice and
+inside the clause it names; windows tile the calendar with no overlap or gap; every
+category and office a rule names is defined; subsidy figures add up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from policies.loader import NOTICES_DIR, load_notice, notice_files
+from policies.models import Citation, Condition, Note, Notice
+
+_WS = re.compile(r"\s+")
+_CN_NUM = "一二三四五六七八九十"
+# Heading families, outermost first. A clause such as 四（二）2（1） names one per level.
+_FAMILIES: tuple[tuple[str, str], ...] = (
+    (rf"[{_CN_NUM}]+", r"^\s*(?:附件\d+|[{cn}]+、)".format(cn=_CN_NUM)),
+    (rf"（[{_CN_NUM}]+）", rf"^\s*（[{_CN_NUM}]+）"),
+    (r"\d+", r"^\s*\d+[.．]"),
+    (r"（\d+）", r"^\s*（\d+）"),
+)
+_CLAUSE_TOKEN = re.compile(rf"附件\d+|[{_CN_NUM}]+|（[{_CN_NUM}]+）|（\d+）|\d+|注")
+# Clauses that name a part of the document rather than a numbered section.
+_WHOLE_TEXT = {"标题", "文号", "前言", "落款", "正文"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.where}: {self.message}"
+
+
+def squash(text: str) -> str:
+    return _WS.sub("", text)
+
+
+def _heading_pattern(token: str) -> tuple[int, re.Pattern[str]]:
+    """The heading level of a clause token and a pattern for that very heading."""
+    if token.startswith("附件"):
+        return 0, re.compile(rf"^\s*{token}(?!\d)", re.M)
+    if token == "注":
+        return 4, re.compile(r"^\s*注[:：]", re.M)
+    for level, (token_re, _) in enumerate(_FAMILIES):
+        if re.fullmatch(token_re, token):
+            suffix = {0: "、", 2: r"[.．]"}.get(level, "")
+            return level, re.compile(rf"^\s*{re.escape(token)}{suffix}", re.M)
+    raise ValueError(f"cannot read clause part {token!r}")
+
+
+def clause_spans(text: str, clause: str) -> list[tuple[int, int]]:
+    """Every span of ``text`` the clause can denote (a heading may recur, e.g. in a preamble)."""
+    if clause in _WHOLE_TEXT:
+        return [(0, len(text))]
+    tokens = _CLAUSE_TOKEN.findall(clause)
+    if "".join(tokens) != clause:
+        raise ValueError(f"cannot read clause {clause!r}")
+    spans = [(0, len(text))]
+    for token in tokens:
+        level, pattern = _heading_pattern(token)
+        stops = [re.compile(f[1], re.M) for f in _FAMILIES[: min(level, 3) + 1]]
+        found = []
+        for lo, hi in spans:
+            for m in pattern.finditer(text, lo, hi):
+                end = hi
+                for stop in stops:
+                    nxt = stop.search(text, m.end(), hi)
+                    if nxt is not None:
+                        end = min(end, nxt.start())
+                found.append((m.start(), end))
+        spans = found
+    return spans
+
+
+def _walk(value: object, where: str) -> Iterator[tuple[str, object]]:
+    yield where, value
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name), f"{where}.{name}" if where else name)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            yield from _walk(item, f"{where}[{k}]")
+
+
+def check_citations(notice: Notice, text: str) -> Iterator[tuple[str, str]]:
+    flat = squash(text)
+    for where, value in _walk(notice, ""):
+        if not isinstance(value, Citation):
+            continue
+        quote = squash(value.quote)
+        if quote not in flat:
+            yield where, f"quote not in {notice.document.file}: {value.quote!r}"
+            continue
+        try:
+            spans = clause_spans(text, value.clause)
+        except ValueError as exc:
+            yield where, str(exc)
+            continue
+        if not spans:
+            yield where, f"clause {value.clause!r} not found in {notice.document.file}"
+        elif not any(quote in squash(text[lo:hi]) for lo, hi in spans):
+            yield where, f"quote {value.quote!r} is not inside clause {value.clause!r}"
+
+
+def check_windows(notice: Notice) -> Iterator[tuple[str, str]]:
+    windows = notice.windows
+    for i, w in enumerate(windows):
+        if i and w.start is None:
+            yield f"windows[{i}]", "only the first window may start 即日起 (start: null)"
+    for i, (prev, nxt) in enumerate(zip(windows, windows[1:], strict=False), start=1):
+        if nxt.start is None:
+            continue
+        if nxt.start <= prev.end:
+            yield f"windows[{i}]", f"{nxt.id} overlaps {prev.id}"
+        elif nxt.start != prev.end + dt.timedelta(days=1):
+            yield f"windows[{i}]", f"gap between {prev.id} (to {prev.end}) and {nxt.id}"
+    ids = [w.id for w in windows]
+    if len(set(ids)) != len(ids):
+        yield "windows", "window ids repeat"
+
+
+def check_references(notice: Notice) -> Iterator[tuple[str, str]]:
+    categories = {c.id for c in notice.categories}
+    offices = {o.id for o in notice.offices}
+    if len(categories) != len(notice.categories):
+        yield "categories", "category ids repeat"
+    if len(offices) != len(notice.offices):
+        yield "offices", "office ids repeat"
+    if notice.ask_office not in offices:
+        yield "ask_office", f"office {notice.ask_office!r} is not defined"
+    for where, value in _walk(notice, ""):
+        if isinstance(value, Condition):
+            for cid in value.categories or []:
+                if cid not in categories:
+                    yield where, f"category {cid!r} is referenced but not defined"
+        elif isinstance(value, Note) and value.ask is not None and value.ask not in offices:
+            yield where, f"office {value.ask!r} is referenced but not defined"
+    for i, cat in enumerate(notice.categories):
+        if cat.confirmed_by is not None and cat.confirmed_by not in offices:
+            yield f"categories[{i}]", f"office {cat.confirmed_by!r} is referenced but not defined"
+
+
+def check_subsidies(notice: Notice) -> Iterator[tuple[str, str]]:
+    fees = [t.fee for t in notice.tiers or []] or ([notice.fee.amount] if notice.fee else [])
+    tiers = {t.id for t in notice.tiers or []}
+    for i, cat in enumerate(notice.categories):
+        s, where = cat.subsidy, f"categories[{i}].subsidy"
+        if s is None:
+            continue
+        if s.kind == "per_tier" and set(s.per_tier or {}) != tiers:
+            yield where, f"per_tier must give exactly the tiers {sorted(tiers)}"
+        if s.kind == "percent" and any(fee * (s.percent or 0) % 100 for fee in fees):
+            yield where, "the percentage does not give whole yuan for every standard fee"
+        shares = [p.amount for p in s.payers]
+        if s.kind == "fixed" and None not in shares and sum(shares) != s.amount:  # type: ignore[arg-type]
+            yield where, f"payers' shares {shares} do not add up to {s.amount}"
+
+
+def lint_notice(path: Path) -> list[Problem]:
+    try:
+        notice = load_notice(path)
+    except (ValidationError, ValueError) as exc:
+        return [Problem(path.name, "load", str(exc))]
+    text_path = path.parent / "texts" / notice.document.file
+    if not text_path.exists():
+        return [Problem(path.name, "document.file", f"no text at {text_path}")]
+    text = text_path.read_text(encoding="utf-8")
+    checks = (
+        check_citations(notice, text),
+        check_windows(notice),
+        check_references(notice),
+        check_subsidies(notice),
+    )
+    return [Problem(path.name, where, msg) for check in checks for where, msg in check]
+
+
+def lint_all(directory: Path = NOTICES_DIR) -> list[Problem]:
+    problems = [p for path in notice_files(directory) for p in lint_notice(path)]
+    problems.extend(_check_region_overlaps(directory))
+    return problems
+
+
+def _check_region_overlaps(directory: Path) -> Iterator[Problem]:
+    by_region: dict[str, list[tuple[dt.date | None, dt.date, str]]] = {}
+    for path in notice_files(directory):
+        try:
+            notice = load_notice(path)
+        except (ValidationError, ValueError):
+            continue  # already reported
+        start, end = notice.window_span
+        by_region.setdefault(notice.region.id, []).append((start, end, path.name))
+    for spans in by_region.values():
+        spans.sort(key=lambda s: s[1])
+        for (_, prev_end, prev_file), (start, _, file) in zip(spans, spans[1:], strict=False):
+            if start is None or start <= prev_end:
+                yield Problem(file, "windows", f"overlaps the windows of {prev_file}")

@@ -1,0 +1,143 @@
+"""What goes into the engine (an applicant) and what comes out (a quote).
+
+Plain frozen dataclasses rather than pydantic models: the engine builds one quote per call
+and must stay cheap (see benchmarks/bench_quotes.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ErrorKind = Literal[
+    "unknown_region",
+    "unknown_category",
+    "tier_required",
+    "unknown_tier",
+    "tier_not_offered",
+    "birth_after_payment",
+]
+
+
+class ApplicantError(ValueError):
+    """The applicant cannot be quoted as given; ``accepted`` lists what would be accepted."""
+
+    def __init__(self, kind: ErrorKind, message: str, accepted: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.accepted = accepted
+
+
+@dataclass(frozen=True, slots=True)
+class Applicant:
+    region: str
+    birth_date: dt.date
+    payment_date: dt.date
+    categories: frozenset[str] = frozenset()
+    tier: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """A citation resolved to its notice file."""
+
+    file: str
+    clause: str
+    quote: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of the "why" trace: which figure, what rule, and where it is written."""
+
+    figure: str
+    text: str
+    source: SourceRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteNote:
+    text: str
+    source: SourceRef | None = None
+    ask: str | None = None  # the office's name, where the note reports a gap
+
+
+@dataclass(frozen=True, slots=True)
+class PayerShare:
+    name: str
+    amount: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    name: str
+    kind: str
+    how: str | None
+    source: SourceRef
+
+
+@dataclass(frozen=True, slots=True)
+class AlternativeQuote:
+    label: str
+    covers: str
+    fee: int | None
+    benefit_start: dt.date | None
+    benefit_end: dt.date | None
+    source: SourceRef
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    region: str
+    region_name: str
+    notice: str | None
+    benefit_year: int | None
+    window: str | None
+    window_name: str | None
+    tier: int | None
+    eligible: bool
+    determined: bool  # false where the notice is silent on this applicant and date
+    fee: int | None
+    subsidy: int | None
+    subsidy_category: str | None
+    subsidy_mode: str | None
+    payers: tuple[PayerShare, ...]
+    pay_now: int | None
+    net_cost: int | None
+    benefit_start: dt.date | None
+    benefit_end: dt.date | None
+    channels: tuple[ChannelInfo, ...]
+    registration: tuple[QuoteNote, ...]
+    notes: tuple[QuoteNote, ...]
+    trace: tuple[Step, ...]
+    alternatives: tuple[AlternativeQuote, ...] = field(default=())
+
+    @property
+    def citations(self) -> tuple[SourceRef, ...]:
+        seen: dict[SourceRef, None] = {}
+        for step in self.trace:
+            if step.source is not None:
+                seen.setdefault(step.source)
+        for note in self.notes:
+            if note.source is not None:
+                seen.setdefault(note.source)
+        return tuple(seen)
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's JSON contract (see README): plain types, dates as ISO strings."""
+        data = asdict(self)
+        data["citations"] = [asdict(c) for c in self.citations]
+        data["notes"] = [n.text for n in self.notes]
+        data["note_details"] = [asdict(n) for n in self.notes]
+        return _jsonable(data)  # type: ignore[no-any-return]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
