@@ -25,7 +25,8 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        # One line, in Chinese first, with the usage hint instead of argparse's multi-line usage.
+        raise UsageError(f"参数有误：{message}；用法见 {self.prog} --help")
 
 
 def _date(value: str) -> dt.date:
@@ -115,7 +116,8 @@ def render_text(q: Quote) -> str:
         lines.append(f"待遇期：{q.benefit_start or '通知未写明起始日'} 至 {q.benefit_end}")
     for alt in q.alternatives:
         lines.append(
-            f"另可选择：{alt.label}，缴费{_money(alt.fee)}，待遇 {alt.benefit_start} 至 {alt.benefit_end}"
+            f"另可选择：{alt.label}，缴费{_money(alt.fee)}，"
+            f"待遇 {alt.benefit_start} 至 {alt.benefit_end}"
         )
     if q.eligible and q.channels:
         lines.append("缴费渠道：")

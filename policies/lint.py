@@ -9,6 +9,7 @@ category and office a rule names is defined; subsidy figures add up.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ _WS = re.compile(r"\s+")
 _CN_NUM = "一二三四五六七八九十"
 # Heading families, outermost first. A clause such as 四（二）2（1） names one per level.
 _FAMILIES: tuple[tuple[str, str], ...] = (
-    (rf"[{_CN_NUM}]+", r"^\s*(?:附件\d+|[{cn}]+、)".format(cn=_CN_NUM)),
+    (rf"[{_CN_NUM}]+", rf"^\s*(?:附件\d+|[{_CN_NUM}]+、)"),
     (rf"（[{_CN_NUM}]+）", rf"^\s*（[{_CN_NUM}]+）"),
     (r"\d+", r"^\s*\d+[.．]"),
     (r"（\d+）", r"^\s*（\d+）"),
@@ -122,7 +123,7 @@ def check_windows(notice: Notice) -> Iterator[tuple[str, str]]:
     for i, w in enumerate(windows):
         if i and w.start is None:
             yield f"windows[{i}]", "only the first window may start 即日起 (start: null)"
-    for i, (prev, nxt) in enumerate(zip(windows, windows[1:], strict=False), start=1):
+    for i, (prev, nxt) in enumerate(itertools.pairwise(windows), start=1):
         if nxt.start is None:
             continue
         if nxt.start <= prev.end:
@@ -206,6 +207,6 @@ def _check_region_overlaps(directory: Path) -> Iterator[Problem]:
         by_region.setdefault(notice.region.id, []).append((start, end, path.name))
     for spans in by_region.values():
         spans.sort(key=lambda s: s[1])
-        for (_, prev_end, prev_file), (start, _, file) in zip(spans, spans[1:], strict=False):
+        for (_, prev_end, prev_file), (start, _, file) in itertools.pairwise(spans):
             if start is None or start <= prev_end:
                 yield Problem(file, "windows", f"overlaps the windows of {prev_file}")

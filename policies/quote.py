@@ -1,7 +1,9 @@
 """What goes into the engine (an applicant) and what comes out (a quote).
 
-Plain frozen dataclasses rather than pydantic models: the engine builds one quote per call
-and must stay cheap (see benchmarks/bench_quotes.py).
+Plain slotted dataclasses rather than pydantic models: the engine builds one quote per call
+and must stay cheap (see benchmarks/bench_quotes.py). The classes built on every call
+(Step, Quote, ...) are not frozen because frozen dataclasses set each field through
+object.__setattr__, which costs a third of a quote; treat them as read-only all the same.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class SourceRef:
     quote: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Step:
     """One line of the "why" trace: which figure, what rule, and where it is written."""
 
@@ -56,14 +58,14 @@ class Step:
     source: SourceRef | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class QuoteNote:
     text: str
     source: SourceRef | None = None
     ask: str | None = None  # the office's name, where the note reports a gap
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PayerShare:
     name: str
     amount: int | None
@@ -77,7 +79,7 @@ class ChannelInfo:
     source: SourceRef
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AlternativeQuote:
     label: str
     covers: str
@@ -87,7 +89,7 @@ class AlternativeQuote:
     source: SourceRef
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Quote:
     region: str
     region_name: str

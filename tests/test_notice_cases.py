@@ -45,8 +45,12 @@ def _observed(q: Quote, key: str) -> Any:
         return {p.name: p.amount for p in q.payers}
     if key == "alternatives":
         return [
-            {"covers": a.covers, "fee": a.fee, "benefit_start": a.benefit_start,
-             "benefit_end": a.benefit_end}
+            {
+                "covers": a.covers,
+                "fee": a.fee,
+                "benefit_start": a.benefit_start,
+                "benefit_end": a.benefit_end,
+            }
             for a in q.alternatives
         ]
     return getattr(q, key)
@@ -56,8 +60,11 @@ def _check(q: Quote, expect: dict[str, Any]) -> list[str]:
     wrong = []
     for key, want in expect.items():
         if key == "mentions":
-            said = " ".join([n.text for n in q.notes] + [c.quote for c in q.citations]
-                            + [s.text for s in q.trace])
+            said = " ".join(
+                [n.text for n in q.notes]
+                + [c.quote for c in q.citations]
+                + [s.text for s in q.trace]
+            )
             wrong += [f"mentions {m!r}" for m in want if m not in said]
         elif key == "payers":
             got = _observed(q, key)
