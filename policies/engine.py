@@ -65,7 +65,7 @@ class _Static:
     tiers: dict[int | None, Tier]
     tier_ids: tuple[str, ...]
     channels: tuple[ChannelInfo, ...]
-    registration: tuple[QuoteNote, ...]
+    registration: tuple[tuple[Condition | None, QuoteNote], ...]
     window_steps: dict[str, Step]
     benefit_end_step: Step
 
@@ -95,10 +95,13 @@ def _static(notice: Notice) -> _Static:
             ChannelInfo(c.name, c.kind, c.how, _ref(notice, c.cite)) for c in notice.channels
         ),
         registration=tuple(
-            QuoteNote(
-                f"{r.who}：先到{'、'.join(r.where)}办理参保登记"
-                + (f"，携带{'、'.join(r.bring)}" if r.bring else ""),
-                _ref(notice, r.cite),
+            (
+                r.when,
+                QuoteNote(
+                    f"{r.who}：先到{'、'.join(r.where)}办理参保登记"
+                    + (f"，携带{'、'.join(r.bring)}" if r.bring else ""),
+                    _ref(notice, r.cite),
+                ),
             )
             for r in notice.registration
         ),
@@ -358,7 +361,9 @@ class _Quoter:
             benefit_start=start,
             benefit_end=end,
             channels=static.channels,
-            registration=static.registration,
+            registration=tuple(
+                note for when, note in static.registration if when is None or self.matches(when)
+            ),
             notes=tuple(self.notes),
             trace=tuple(self.trace),
             alternatives=self.alternatives(rule),

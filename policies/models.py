@@ -243,6 +243,7 @@ class Channel(Strict):
 
 
 class Registration(Strict):
+    when: Condition | None = Field(default=None, description="shown only to these applicants")
     who: str
     where: list[str] = Field(min_length=1)
     bring: list[str] = []

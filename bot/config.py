@@ -1,0 +1,39 @@
+"""Configuration from the environment or a ``.env`` file (pydantic-settings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr | None = None
+    # A local Bot API server or a test stand-in, e.g. http://127.0.0.1:8081/bot
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    database_url: str = "sqlite+aiosqlite:///./data/bot.db"
+    staff_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    webhook_url: str | None = None  # polling when unset
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    timezone: str = "Asia/Shanghai"
+    # Stored conversations untouched for this long are deleted (they hold birth dates).
+    retention_hours: int = 24
+
+    @field_validator("staff_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(int(part) for part in value.replace(" ", "").split(",") if part)
+        if isinstance(value, int):
+            return frozenset([value])
+        return value
+
+    @field_validator("bot_token", "webhook_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

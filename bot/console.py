@@ -1,0 +1,62 @@
+"""The same conversation in a terminal: buttons become numbered choices."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import sys
+from typing import TextIO
+
+from bot.service import ConversationService
+from conversations.state import Button, Command, Event, Press, Reply, Text
+
+CONSOLE_CHAT = 0
+_TAG = re.compile(r"</?(b|i|u|s|code|pre)>")
+_QUIT = {"/quit", "/exit", "quit", "exit", "退出"}
+
+
+def plain(reply_html: str) -> str:
+    return html.unescape(_TAG.sub("", reply_html))
+
+
+def show(replies: list[Reply], out: TextIO) -> list[Button]:
+    buttons: list[Button] = []
+    for reply in replies:
+        out.write(plain(reply.html) + "\n")
+        for row in reply.buttons:
+            cells = []
+            for b in row:
+                buttons.append(b)
+                cells.append(f"[{len(buttons)}] {b.label}")
+            out.write("  " + "   ".join(cells) + "\n")
+        out.write("\n")
+    if buttons:
+        out.write("（输入编号选择，或直接输入文字；/help 帮助，/quit 退出）\n")
+    out.flush()
+    return buttons
+
+
+def to_event(line: str, buttons: list[Button]) -> Event:
+    text = line.strip()
+    if text.isdigit() and 1 <= int(text) <= len(buttons):
+        return Press(buttons[int(text) - 1].data)
+    if text.startswith("/"):
+        return Command(text[1:].split()[0].lower())
+    return Text(text)
+
+
+async def run_console(
+    service: ConversationService, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
+) -> None:
+    buttons = show(await service.process(CONSOLE_CHAT, Command("start")), stdout)
+    while True:
+        stdout.write("> ")
+        stdout.flush()
+        line = await asyncio.to_thread(stdin.readline)
+        if not line or line.strip() in _QUIT:
+            stdout.write("再见！\n")
+            return
+        if not line.strip():
+            continue
+        buttons = show(await service.process(CONSOLE_CHAT, to_event(line, buttons)), stdout)

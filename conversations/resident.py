@@ -1,0 +1,487 @@
+"""The resident conversation: region → birth date → categories → tier → payment date → quote.
+
+``handle`` is pure: it takes the stored state, one event and a context (library, clock)
+and returns the new state and the replies to show. One function per step, as in
+python-telegram-bot's conversationbot example; the step answered decides the next one:
+the first question still unanswered, or the quote when none is. So "Back" and "change one
+answer" need no bookkeeping of their own: they move to a step whose answer is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from conversations.dates import DateError, parse_date
+from conversations.render import message, render
+from conversations.state import (
+    QUESTIONS,
+    Button,
+    Command,
+    Event,
+    Press,
+    Reply,
+    State,
+    Step,
+    Text,
+)
+from policies.engine import quote
+from policies.loader import Library
+from policies.models import Category, Notice, Tier
+from policies.quote import Applicant, ApplicantError, Quote
+
+IDLE_LIMIT = dt.timedelta(minutes=30)
+EARLIEST_BIRTH = dt.date(1900, 1, 1)
+BACK = Button(label="⬅️ 返回", data="back")
+RESTART = Button(label="🔄 重新开始", data="restart")
+EDIT = Button(label="✏️ 修改某项", data="edit")
+
+_DONE_WORDS = ("完成", "好了", "好的", "确定", "就这些", "没有了", "ok", "OK")
+_NONE_WORDS = ("以上都不是", "都不是", "没有", "无", "普通", "一般", "不是")
+_EDIT_LABELS = {
+    Step.REGION: "地区",
+    Step.BIRTH: "出生日期",
+    Step.CATEGORIES: "身份",
+    Step.TIER: "档次",
+    Step.PAYMENT: "缴费日期",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    library: Library
+    now: dt.datetime  # timezone-aware, China time
+
+    @property
+    def today(self) -> dt.date:
+        return self.now.date()
+
+
+Result = tuple[State, list[Reply]]
+
+
+def handle(state: State, event: Event, ctx: Context) -> Result:
+    state = state.model_copy(deep=True)
+    if _expired(state, ctx) and not isinstance(event, Command):
+        fresh = State(step=Step.REGION, updated_at=ctx.now)
+        return fresh, [_ask(fresh, ctx, prefix=message("expired", minutes=30))]
+    state, replies = _dispatch(state, event, ctx)
+    state.updated_at = ctx.now
+    return state, replies
+
+
+def _expired(state: State, ctx: Context) -> bool:
+    return (
+        state.step != Step.IDLE
+        and state.updated_at is not None
+        and ctx.now - state.updated_at > IDLE_LIMIT
+    )
+
+
+def _dispatch(state: State, event: Event, ctx: Context) -> Result:
+    if isinstance(event, Command):
+        return _on_command(state, event, ctx)
+    if isinstance(event, Press):
+        if event.data == "restart":
+            fresh = State(step=Step.REGION)
+            return fresh, [_ask(fresh, ctx)]
+        if event.data == "back":
+            return _back(state, ctx)
+        if event.data == "edit" or event.data.startswith("edit:"):
+            return _on_edit(state, event, ctx)
+    return _STEP_HANDLERS[state.step](state, event, ctx)
+
+
+# -- commands and navigation ------------------------------------------------------------
+
+
+def _on_command(state: State, event: Command, ctx: Context) -> Result:
+    if event.name in ("start", "quote"):
+        fresh = State(step=Step.REGION)
+        prefix = message("welcome") if event.name == "start" else None
+        return fresh, [_ask(fresh, ctx, prefix=prefix)]
+    if event.name == "cancel":
+        return State(), [Reply(html=message("cancelled"))]
+    if event.name == "help":
+        help_reply = Reply(html=render("help.html.j2", notices=ctx.library.notices))
+        if state.step in (Step.IDLE, Step.QUOTED):
+            return state, [help_reply]
+        return state, [help_reply, _ask(state, ctx)]
+    return state, [Reply(html=message("idle"))]
+
+
+def _back(state: State, ctx: Context) -> Result:
+    steps = _questions(state, ctx)
+    if state.step == Step.QUOTED:
+        state.step = steps[-1]
+    elif state.step in steps and steps.index(state.step) > 0:
+        state.step = steps[steps.index(state.step) - 1]
+    elif state.step == Step.IDLE:
+        return state, [Reply(html=message("idle"))]
+    return state, [_ask(state, ctx)]
+
+
+def _on_edit(state: State, event: Press, ctx: Context) -> Result:
+    if state.region is None:
+        return _back(state, ctx)
+    if event.data == "edit":
+        buttons = [
+            [Button(label=_EDIT_LABELS[s], data=f"edit:{s}")] for s in _questions(state, ctx)
+        ]
+        return state, [Reply(html=message("choose_edit"), buttons=[*buttons, [BACK]])]
+    target = Step(event.data.removeprefix("edit:"))
+    if target not in _questions(state, ctx):
+        return state, [_ask(state, ctx)]
+    state.step = target
+    return state, [_ask(state, ctx)]
+
+
+def _questions(state: State, ctx: Context) -> list[Step]:
+    has_tiers = bool(state.region and _tiers(ctx, state.region))
+    return [s for s in QUESTIONS if s != Step.TIER or has_tiers]
+
+
+def _missing(state: State, ctx: Context) -> Step | None:
+    answered = {
+        Step.REGION: state.region is not None,
+        Step.BIRTH: state.birth_date is not None,
+        Step.CATEGORIES: state.categories_done,
+        Step.TIER: state.tier is not None,
+        Step.PAYMENT: state.payment_date is not None,
+    }
+    return next((s for s in _questions(state, ctx) if not answered[s]), None)
+
+
+def _advance(state: State, ctx: Context) -> Result:
+    """After an answer: the next unanswered question, or the quote."""
+    step = _missing(state, ctx)
+    if step is None:
+        return _quote(state, ctx)
+    state.step = step
+    return state, [_ask(state, ctx)]
+
+
+# -- asking -----------------------------------------------------------------------------
+
+
+def _ask(state: State, ctx: Context, prefix: str | None = None, edit: bool = False) -> Reply:
+    body = _ASKERS[state.step](state, ctx)
+    if prefix:
+        body = Reply(html=f"{prefix}\n\n{body.html}", buttons=body.buttons)
+    if edit:
+        body.edit = True
+    return body
+
+
+def _ask_region(state: State, ctx: Context) -> Reply:
+    regions = [
+        Button(label=n.region.name, data=f"region:{n.region.id}") for n in ctx.library.regions()
+    ]
+    rows = [regions[i : i + 2] for i in range(0, len(regions), 2)]
+    return Reply(html=message("ask_region"), buttons=rows)
+
+
+def _ask_birth(state: State, ctx: Context) -> Reply:
+    return Reply(html=message("ask_birth", region_name=_region_name(ctx, state)), buttons=[[BACK]])
+
+
+def _ask_categories(state: State, ctx: Context) -> Reply:
+    chosen = set(state.categories)
+    rows = [
+        [Button(label=("✅ " if c.id in chosen else "") + c.name, data=f"cat:{c.id}")]
+        for c in _categories(ctx, state)
+    ]
+    rows.append(
+        [Button(label="以上都不是", data="cat:none"), Button(label="完成 ✔️", data="cat:done")]
+    )
+    rows.append([BACK])
+    names = [c.name for c in _categories(ctx, state) if c.id in chosen]
+    return Reply(html=message("ask_categories", chosen=names), buttons=rows)
+
+
+def _ask_tier(state: State, ctx: Context) -> Reply:
+    tiers = _tiers(ctx, state.region or "")
+    rows = [[Button(label=f"{t.name} {t.fee}元", data=f"tier:{t.id}")] for t in tiers]
+    return Reply(html=message("ask_tier", tiers=tiers), buttons=[*rows, [BACK]])
+
+
+def _ask_payment(state: State, ctx: Context) -> Reply:
+    return Reply(
+        html=message("ask_payment"),
+        buttons=[[Button(label=f"今天（{ctx.today.isoformat()}）", data="pay:today")], [BACK]],
+    )
+
+
+def _ask_quoted(state: State, ctx: Context) -> Reply:
+    return _quote(state, ctx)[1][0]
+
+
+def _ask_idle(state: State, ctx: Context) -> Reply:
+    return Reply(html=message("idle"))
+
+
+# -- answering --------------------------------------------------------------------------
+
+
+def _on_region(state: State, event: Event, ctx: Context) -> Result:
+    region = None
+    if isinstance(event, Press) and event.data.startswith("region:"):
+        region = event.data.removeprefix("region:")
+        if not ctx.library.for_region(region):
+            return state, [_ask(state, ctx, prefix=message("stale_button"))]
+    elif isinstance(event, Text):
+        region = match_region(ctx.library, event.text)
+        if region is None:
+            return state, [_ask(state, ctx, prefix=message("bad_region", text=event.text))]
+    else:
+        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+    if region != state.region:
+        # Categories and tiers belong to one region's notices: keep only those still valid.
+        valid = {c.id for c in _categories(ctx, State(region=region))}
+        state.categories = [c for c in state.categories if c in valid]
+        state.categories_done = state.categories_done and bool(state.categories)
+        state.tier = None
+        state.region = region
+    return _advance(state, ctx)
+
+
+def _on_birth(state: State, event: Event, ctx: Context) -> Result:
+    if not isinstance(event, Text):
+        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+    try:
+        born = parse_date(event.text, ctx.today)
+    except DateError as err:
+        bad = message("bad_date", text=event.text, reason=err.reason, what="出生日期")
+        return state, [_ask(state, ctx, prefix=bad)]
+    if born > ctx.today:
+        return state, [_ask(state, ctx, prefix=message("birth_in_future", day=born))]
+    if born < EARLIEST_BIRTH:
+        return state, [_ask(state, ctx, prefix=message("birth_too_early", day=born))]
+    if state.payment_date is not None and state.payment_date < born:
+        state.payment_date = None  # asked again rather than quoting an impossible pair
+    state.birth_date = born
+    return _advance(state, ctx)
+
+
+def _on_categories(state: State, event: Event, ctx: Context) -> Result:
+    known = {c.id: c for c in _categories(ctx, state)}
+    if isinstance(event, Press):
+        value = event.data.removeprefix("cat:")
+        if value == "none":
+            state.categories, state.categories_done = [], True
+            return _advance(state, ctx)
+        if value == "done":
+            state.categories_done = True
+            return _advance(state, ctx)
+        if value not in known:
+            return state, [_ask(state, ctx, prefix=message("stale_button"))]
+        chosen = set(state.categories) ^ {value}
+        state.categories = [c for c in known if c in chosen]
+        return state, [_ask(state, ctx, edit=True)]
+    if not isinstance(event, Text):
+        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+    text = event.text.strip()
+    found = match_categories(list(known.values()), text)
+    if found:
+        state.categories = [c for c in known if c in set(state.categories) | set(found)]
+        return state, [_ask(state, ctx)]
+    if any(w in text for w in _DONE_WORDS) and state.categories:
+        state.categories_done = True
+        return _advance(state, ctx)
+    if any(w in text for w in _NONE_WORDS) or any(w in text for w in _DONE_WORDS):
+        state.categories, state.categories_done = [], True
+        return _advance(state, ctx)
+    return state, [_ask(state, ctx, prefix=message("bad_category", text=text))]
+
+
+def _on_tier(state: State, event: Event, ctx: Context) -> Result:
+    tiers = _tiers(ctx, state.region or "")
+    chosen: Tier | None = None
+    if isinstance(event, Press) and event.data.startswith("tier:"):
+        chosen = next((t for t in tiers if f"tier:{t.id}" == event.data), None)
+    elif isinstance(event, Text):
+        text = event.text.strip()
+        chosen = next((t for t in tiers if text in (str(t.id), t.name) or t.name in text), None)
+    if chosen is None:
+        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+    state.tier = chosen.id
+    return _advance(state, ctx)
+
+
+def _on_payment(state: State, event: Event, ctx: Context) -> Result:
+    if isinstance(event, Press) and event.data.startswith("pay:"):
+        value = event.data.removeprefix("pay:")
+        text = "今天" if value == "today" else value
+    elif isinstance(event, Text):
+        text = event.text
+    else:
+        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+    try:
+        paid = parse_date(text, ctx.today)
+    except DateError as err:
+        bad = message("bad_date", text=text, reason=err.reason, what="缴费日期")
+        return state, [_ask(state, ctx, prefix=bad)]
+    if state.birth_date is not None and paid < state.birth_date:
+        bad = message("payment_before_birth", payment=paid, birth=state.birth_date)
+        return state, [_ask(state, ctx, prefix=bad)]
+    state.payment_date = paid
+    return _advance(state, ctx)
+
+
+def _on_quoted(state: State, event: Event, ctx: Context) -> Result:
+    if isinstance(event, Press) and event.data.startswith("pay:"):
+        return _on_payment(state, event, ctx)  # a date offered by the "not covered" answer
+    return state, [Reply(html=message("idle"), buttons=[[EDIT, RESTART]])]
+
+
+def _on_idle(state: State, event: Event, ctx: Context) -> Result:
+    if isinstance(event, Press):
+        return state, [Reply(html=message("stale_button") + "\n" + message("idle"))]
+    return state, [Reply(html=message("idle"))]
+
+
+# -- the quote --------------------------------------------------------------------------
+
+
+def applicant(state: State) -> Applicant:
+    assert state.region and state.birth_date and state.payment_date
+    return Applicant(
+        region=state.region,
+        birth_date=state.birth_date,
+        payment_date=state.payment_date,
+        categories=frozenset(state.categories),
+        tier=state.tier,
+    )
+
+
+def _quote(state: State, ctx: Context) -> Result:
+    state.step = Step.QUOTED
+    try:
+        q = quote(ctx.library, applicant(state))
+    except ApplicantError as err:
+        # The answers fit the region but not the notice the payment date picked (a later
+        # year with other categories or tiers): say so and let the resident change one.
+        return state, [Reply(html=f"{err}", buttons=[[EDIT, RESTART]])]
+    return state, [render_quote(q, state, ctx)]
+
+
+def render_quote(q: Quote, state: State, ctx: Context) -> Reply:
+    notice = _notice(ctx, q.notice)
+    buttons = [[EDIT, RESTART]]
+    if q.notice is None:
+        offers = [
+            Button(
+                label=f"按{n.benefit_year}年度试算（{d.isoformat()}）", data=f"pay:{d.isoformat()}"
+            )
+            for n in ctx.library.for_region(q.region)
+            if (d := _sample_date(n, state.birth_date)) is not None
+        ]
+        buttons = [[b] for b in offers] + buttons
+    names = [c.name for c in _categories(ctx, state) if c.id in state.categories]
+    tier = notice.tier(q.tier) if notice is not None and q.tier is not None else None
+    html = render(
+        "quote.html.j2",
+        q=q,
+        payment_date=state.payment_date,
+        chosen=names,
+        tier_name=tier.name if tier else None,
+        document=_document(notice) if notice else "",
+        clause={s.figure: s.source.clause for s in q.trace if s.source is not None},
+    )
+    return Reply(html=html, buttons=buttons)
+
+
+def _sample_date(notice: Notice, born: dt.date | None) -> dt.date | None:
+    """A payment date inside the notice's first window (and not before birth) to offer."""
+    window = notice.windows[0]
+    day = window.start or window.end
+    if born is not None and day < born:
+        day = born
+    return day if day <= notice.windows[-1].end else None
+
+
+def _document(notice: Notice) -> str:
+    doc = notice.document
+    number = f"（{doc.number}）" if doc.number else ""
+    return f"{doc.title}{number}，文件 {doc.file}"
+
+
+# -- matching what people type ----------------------------------------------------------
+
+
+def match_region(library: Library, text: str) -> str | None:
+    text = text.strip()
+    best: tuple[int, str] | None = None
+    for notice in library.regions():
+        for alias in (notice.region.name, *notice.region.aliases):
+            hit = alias and (alias in text or text.lower() == alias.lower())
+            if hit and (best is None or len(alias) > best[0]):
+                best = (len(alias), notice.region.id)
+    return best[1] if best else None
+
+
+def match_categories(categories: list[Category], text: str) -> list[str]:
+    """Ids of the categories whose name or alias occurs in the text, longest match wins."""
+    hits: list[tuple[int, str, str]] = []
+    for cat in categories:
+        for alias in (cat.name, *cat.aliases):
+            if len(alias) >= 2 and alias in text:
+                hits.append((len(alias), alias, cat.id))
+    hits.sort(reverse=True)
+    found: list[str] = []
+    covered: list[str] = []
+    for _, alias, cid in hits:
+        if cid in found or any(alias in longer for longer in covered):
+            continue  # "低保" inside "低保边缘户" is not a second category
+        found.append(cid)
+        covered.append(alias)
+    return found
+
+
+# -- lookups ----------------------------------------------------------------------------
+
+
+def _categories(ctx: Context, state: State) -> list[Category]:
+    seen: dict[str, Category] = {}
+    for notice in ctx.library.for_region(state.region or ""):
+        for cat in notice.categories:
+            seen.setdefault(cat.id, cat)
+    return list(seen.values())
+
+
+def _tiers(ctx: Context, region: str) -> list[Tier]:
+    notices = ctx.library.for_region(region)
+    return list(notices[-1].tiers or []) if notices else []
+
+
+def _region_name(ctx: Context, state: State) -> str:
+    notices = ctx.library.for_region(state.region or "")
+    return notices[-1].region.name if notices else ""
+
+
+def _notice(ctx: Context, notice_id: str | None) -> Notice | None:
+    return next((n for n in ctx.library.notices if n.id == notice_id), None)
+
+
+Handler = Callable[[State, Event, Context], Result]
+Asker = Callable[[State, Context], Reply]
+
+_STEP_HANDLERS: dict[Step, Handler] = {
+    Step.IDLE: _on_idle,
+    Step.REGION: _on_region,
+    Step.BIRTH: _on_birth,
+    Step.CATEGORIES: _on_categories,
+    Step.TIER: _on_tier,
+    Step.PAYMENT: _on_payment,
+    Step.QUOTED: _on_quoted,
+}
+_ASKERS: dict[Step, Asker] = {
+    Step.IDLE: _ask_idle,
+    Step.REGION: _ask_region,
+    Step.BIRTH: _ask_birth,
+    Step.CATEGORIES: _ask_categories,
+    Step.TIER: _ask_tier,
+    Step.PAYMENT: _ask_payment,
+    Step.QUOTED: _ask_quoted,
+}
