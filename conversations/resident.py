@@ -90,6 +90,9 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
             return _back(state, ctx)
         if event.data == "edit" or event.data.startswith("edit:"):
             return _on_edit(state, event, ctx)
+        if not event.data.startswith(_BUTTONS.get(state.step, "\0")):
+            # A button from an earlier question (Telegram keeps old keyboards clickable).
+            return state, [_ask(state, ctx, prefix=message("stale_button"))]
     return _STEP_HANDLERS[state.step](state, event, ctx)
 
 
@@ -108,7 +111,11 @@ def _on_command(state: State, event: Command, ctx: Context) -> Result:
         if state.step in (Step.IDLE, Step.QUOTED):
             return state, [help_reply]
         return state, [help_reply, _ask(state, ctx)]
-    return state, [Reply(html=message("idle"))]
+    # Anything else (an unknown command, a sticker or photo): say so, keep the question.
+    prefix = message("nontext" if event.name == "nontext" else "unknown_command")
+    if state.step in (Step.IDLE, Step.QUOTED):
+        return state, [Reply(html=f"{prefix}\n{message('idle')}")]
+    return state, [_ask(state, ctx, prefix=prefix)]
 
 
 def _back(state: State, ctx: Context) -> Result:
@@ -330,14 +337,12 @@ def _on_payment(state: State, event: Event, ctx: Context) -> Result:
 
 
 def _on_quoted(state: State, event: Event, ctx: Context) -> Result:
-    if isinstance(event, Press) and event.data.startswith("pay:"):
+    if isinstance(event, Press):
         return _on_payment(state, event, ctx)  # a date offered by the "not covered" answer
     return state, [Reply(html=message("idle"), buttons=[[EDIT, RESTART]])]
 
 
 def _on_idle(state: State, event: Event, ctx: Context) -> Result:
-    if isinstance(event, Press):
-        return state, [Reply(html=message("stale_button") + "\n" + message("idle"))]
     return state, [Reply(html=message("idle"))]
 
 
@@ -463,6 +468,15 @@ def _region_name(ctx: Context, state: State) -> str:
 def _notice(ctx: Context, notice_id: str | None) -> Notice | None:
     return next((n for n in ctx.library.notices if n.id == notice_id), None)
 
+
+# The button prefixes each step answers to (QUOTED: the dates the "not covered" answer offers).
+_BUTTONS = {
+    Step.REGION: "region:",
+    Step.CATEGORIES: "cat:",
+    Step.TIER: "tier:",
+    Step.PAYMENT: "pay:",
+    Step.QUOTED: "pay:",
+}
 
 Handler = Callable[[State, Event, Context], Result]
 Asker = Callable[[State, Context], Reply]
