@@ -142,6 +142,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
+    if update is None:  # polling or network trouble, no update involved
+        log.warning("telegram error: %s at %s", type(err).__name__, where)
+        return
     log.error("update failed: %s at %s", type(err).__name__, where)
     if isinstance(update, Update) and update.effective_chat is not None:
         with contextlib.suppress(Exception):

@@ -387,12 +387,17 @@ class BotApiStub:
         retry_after: int | None = None,
         chat_id: int | str | None = None,
         count: int = 1,
+        when: Callable[[JSONDict], bool] | None = None,
     ) -> None:
         """Make the next ``count`` calls of ``method`` (to ``chat_id`` if given) fail.
 
         The reply is Telegram's error JSON with HTTP status ``error_code`` (PTB maps the status
         code to an exception: 400 BadRequest, 403 Forbidden, 409 Conflict, ...);
         ``retry_after`` adds ``parameters.retry_after`` (-> ``telegram.error.RetryAfter``).
+        ``when``, if given, is called with the call's parameters and limits the fault to the
+        calls it returns True for (e.g. ``getUpdates`` whose ``offset`` would confirm an
+        update).  A failed call has no effect on the stub's state: a failed ``getUpdates``
+        confirms nothing.
         """
         with self._lock:
             self._faults.append(
@@ -403,14 +408,22 @@ class BotApiStub:
                     "retry_after": retry_after,
                     "chat_id": chat_id,
                     "remaining": count,
+                    "when": when,
                 }
             )
+
+    def clear_faults(self) -> None:
+        """Forget every fault registered with :meth:`fail_next` that has not fired yet."""
+        with self._lock:
+            self._faults.clear()
 
     def _take_fault(self, method: str, params: JSONDict) -> JSONDict | None:
         for fault in self._faults:
             if fault["method"] != method or fault["remaining"] <= 0:
                 continue
             if fault["chat_id"] is not None and str(params.get("chat_id")) != str(fault["chat_id"]):
+                continue
+            if fault["when"] is not None and not fault["when"](params):
                 continue
             fault["remaining"] -= 1
             if fault["remaining"] <= 0:
