@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pg_server import postgres_server
 
 from bot.service import ConversationService
 from bot.storage import Store
@@ -18,11 +19,22 @@ from policies.loader import default_library
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    s = Store(url)
     await s.init()
     yield s
+    await s.purge(dt.datetime.max.replace(tzinfo=dt.UTC))  # the server is shared by the module
     await s.close()
 
 
@@ -30,15 +42,13 @@ def service(store: Store) -> ConversationService:
     return ConversationService(store, default_library(), clock=lambda: NOW)
 
 
-async def test_every_update_is_committed_and_survives_a_new_process(
-    store: Store, tmp_path: Path
-) -> None:
+async def test_every_update_is_committed_and_survives_a_new_process(store: Store) -> None:
     svc = service(store)
     await svc.process(7, Command("start"), update_id=1)
     await svc.process(7, Press("region:tonghe"), update_id=2)
     await svc.process(7, Text("2023-02-01"), update_id=3)
     # A second store on the same file stands for a restarted (or another) process.
-    other = Store(f"sqlite+aiosqlite:///{tmp_path}/bot.db")
+    other = Store(store.engine.url.render_as_string(hide_password=False))
     state, version = await other.load(7)
     await other.close()
     assert state is not None and version == 3
