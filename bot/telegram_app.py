@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from typing import Any
 
@@ -51,11 +52,15 @@ def _service(context: ContextTypes.DEFAULT_TYPE) -> ConversationService:
 def markup(reply: Reply) -> InlineKeyboardMarkup | None:
     if not reply.buttons:
         return None
+    return _keyboard(tuple(tuple((b.label, b.data) for b in row) for row in reply.buttons))
+
+
+@functools.lru_cache(maxsize=1024)
+def _keyboard(rows: tuple[tuple[tuple[str, str], ...], ...]) -> InlineKeyboardMarkup:
+    # The same few keyboards recur (regions, a region's categories, tiers): PTB objects are
+    # immutable, so one built keyboard serves every chat (benchmarks/bench_updates.py).
     return InlineKeyboardMarkup(
-        [
-            [InlineKeyboardButton(b.label, callback_data=b.data) for b in row]
-            for row in reply.buttons
-        ]
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
     )
 
 

@@ -62,7 +62,9 @@ Result = tuple[State, list[Reply]]
 
 
 def handle(state: State, event: Event, ctx: Context) -> Result:
-    state = state.model_copy(deep=True)
+    # A copy the handlers may change: categories is the only mutable answer; the replies
+    # saved for a redelivered update are replaced after handling, so they are not copied.
+    state = state.model_copy(update={"categories": list(state.categories), "last_replies": []})
     if _expired(state, ctx) and not isinstance(event, Command):
         fresh = State(step=Step.REGION, updated_at=ctx.now)
         return fresh, [_ask(fresh, ctx, prefix=message("expired", minutes=30))]
