@@ -12,14 +12,16 @@ from bot.config import Settings
 from bot.console import run_console
 from bot.service import ConversationService
 from bot.storage import Store
+from conversations.i18n import LOCALES
 from policies.loader import default_library
 
 
-async def _console(settings: Settings) -> None:
+async def _console(settings: Settings, language: str | None) -> None:
     store = Store(settings.database_url)
     await store.init()
     try:
-        await run_console(ConversationService(store, default_library(), settings.timezone))
+        service = ConversationService(store, default_library(), settings.timezone)
+        await run_console(service, language=language)
     finally:
         await store.close()
 
@@ -27,6 +29,9 @@ async def _console(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="居民医保缴费助手")
     parser.add_argument("--console", action="store_true", help="在终端中运行（不连接 Telegram）")
+    parser.add_argument(
+        "--lang", choices=LOCALES, help="界面语言 / language (zh_Hans, zh_Hant, en)"
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     logging.basicConfig(
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.console:
             print("未配置 BOT_TOKEN，以终端模式运行。(No BOT_TOKEN: console mode.)\n")
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_console(settings))
+            asyncio.run(_console(settings, args.lang))
         return 0
     from bot.telegram_app import run
 

@@ -47,9 +47,17 @@ def to_event(line: str, buttons: list[Button]) -> Event:
 
 
 async def run_console(
-    service: ConversationService, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
+    service: ConversationService,
+    stdin: TextIO = sys.stdin,
+    stdout: TextIO = sys.stdout,
+    language: str | None = None,
 ) -> None:
-    buttons = show(await service.process(CONSOLE_CHAT, Command("start")), stdout)
+    async def process(event: Event) -> list[Reply]:
+        return await service.process(CONSOLE_CHAT, event, language_code=language)
+
+    if language is not None:  # --lang wins over a language chosen in an earlier session
+        await process(Press(f"lang:{language}"))
+    buttons = show(await process(Command("start")), stdout)
     while True:
         stdout.write("> ")
         stdout.flush()
@@ -59,4 +67,4 @@ async def run_console(
             return
         if not line.strip():
             continue
-        buttons = show(await service.process(CONSOLE_CHAT, to_event(line, buttons)), stdout)
+        buttons = show(await process(to_event(line, buttons)), stdout)

@@ -32,7 +32,11 @@ class ConversationService:
         self.clock = clock or (lambda: dt.datetime.now(zone))
 
     async def process(
-        self, chat_id: int, event: Event, update_id: int | None = None
+        self,
+        chat_id: int,
+        event: Event,
+        update_id: int | None = None,
+        language_code: str | None = None,
     ) -> list[Reply]:
         for _ in range(ATTEMPTS):
             state, version = await self.store.load(chat_id)
@@ -45,7 +49,8 @@ class ConversationService:
                 # Telegram delivers again what was not confirmed before a crash: answer
                 # as we did, without moving the conversation a second time.
                 return state.last_replies
-            new, replies = handle(state, event, Context(self.library, self.clock()))
+            context = Context(self.library, self.clock(), language_code)
+            new, replies = handle(state, event, context)
             if update_id is not None:
                 new.last_update_id, new.last_replies = update_id, replies
             if await self.store.save(chat_id, new, version):

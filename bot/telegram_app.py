@@ -29,18 +29,31 @@ from telegram.ext import (
 from bot.config import Settings
 from bot.service import ConversationService
 from bot.storage import Store
+from conversations.i18n import localizer, negotiate
 from conversations.render import message
 from conversations.state import Command, Event, Press, Reply, Text
 from policies.loader import default_library
+from policies.text import N_
 
 log = logging.getLogger(__name__)
 
 COMMANDS = (
-    BotCommand("start", "开始计算居民医保缴费"),
-    BotCommand("quote", "重新计算缴费"),
-    BotCommand("help", "帮助"),
-    BotCommand("cancel", "取消并删除已填写的信息"),
+    ("start", N_("开始计算居民医保缴费")),
+    ("quote", N_("重新计算缴费")),
+    ("help", N_("帮助")),
+    ("lang", N_("切换语言")),
+    ("cancel", N_("取消并删除已填写的信息")),
 )
+# Telegram keys command menus by two-letter language code only, so zh (and the default)
+# get Simplified Chinese; zh_Hant users see those too.
+MENU_LANGUAGES = {None: "zh_Hans", "zh": "zh_Hans", "en": "en"}
+
+
+def command_menu(locale: str) -> list[BotCommand]:
+    loc = localizer(locale)
+    return [BotCommand(name, loc.gettext(description)) for name, description in COMMANDS]
+
+
 PURGE_EVERY = dt.timedelta(minutes=10)
 
 
@@ -112,7 +125,9 @@ async def _handle(
     chat = update.effective_chat
     if chat is None:
         return
-    replies = await _service(context).process(chat.id, event, update.update_id)
+    user = update.effective_user
+    language = user.language_code if user else None
+    replies = await _service(context).process(chat.id, event, update.update_id, language)
     await send(context, chat.id, replies, pressed)
 
 
@@ -152,8 +167,10 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     log.error("update failed: %s at %s", type(err).__name__, where)
     if isinstance(update, Update) and update.effective_chat is not None:
+        user = update.effective_user
+        locale = negotiate(user.language_code if user else None)
         with contextlib.suppress(Exception):
-            await context.bot.send_message(update.effective_chat.id, message("error"))
+            await context.bot.send_message(update.effective_chat.id, message(locale, "error"))
 
 
 async def _purge_forever(store: Store, retention: dt.timedelta) -> None:
@@ -171,7 +188,8 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await store.init()
         app.bot_data["service"] = ConversationService(store, default_library(), settings.timezone)
-        await app.bot.set_my_commands(COMMANDS)
+        for code, locale in MENU_LANGUAGES.items():
+            await app.bot.set_my_commands(command_menu(locale), language_code=code)
         app.bot_data["purge"] = asyncio.create_task(
             _purge_forever(store, dt.timedelta(hours=settings.retention_hours))
         )
@@ -190,7 +208,7 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         .post_shutdown(post_shutdown)
         .build()
     )
-    app.add_handler(CommandHandler(["start", "quote", "help", "cancel"], on_command))
+    app.add_handler(CommandHandler([name for name, _ in COMMANDS], on_command))
     app.add_handler(MessageHandler(filters.COMMAND, on_command))
     app.add_handler(CallbackQueryHandler(on_button))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, on_text))

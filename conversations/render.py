@@ -1,47 +1,43 @@
-"""Rendering replies from the Jinja2 templates in ``locales/templates``."""
+"""Rendering replies from the Jinja2 templates in ``locales/templates``, per locale."""
 
 from __future__ import annotations
 
-import datetime as dt
 from functools import cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, Template
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
-
-def money(value: int | None) -> str:
-    return "通知未载明" if value is None else f"{value}元"
-
-
-def day(value: dt.date | None, missing: str = "—") -> str:
-    return missing if value is None else f"{value.year}年{value.month}月{value.day}日"
+from conversations.i18n import localizer
 
 
 @cache
-def environment() -> Environment:
+def environment(locale: str) -> Environment:
+    loc = localizer(locale)
     env = Environment(
         loader=PackageLoader("locales", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=StrictUndefined,
-        keep_trailing_newline=False,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters["money"] = money
-    env.filters["day"] = day
+    env.install_gettext_translations(loc.translations, newstyle=True)  # type: ignore[attr-defined]
+    env.filters.update(
+        money=loc.money,
+        day=loc.date,
+        term=loc.term,
+        terms=loc.terms,
+        msg=loc.msg,
+        clause=loc.clause,
+    )
     return env
 
 
-@cache
-def _template(name: str) -> Template:
-    return environment().get_template(name)
+def render(locale: str, name: str, **context: Any) -> str:
+    return environment(locale).get_template(name).render(**context).strip()
 
 
-def render(name: str, **context: Any) -> str:
-    return _template(name).render(**context).strip()
-
-
-def message(macro: str, **kwargs: Any) -> str:
-    """One macro of messages.html.j2, e.g. ``message("ask_birth", region_name="商洛市")``."""
-    module = _template("messages.html.j2").module
+def message(locale: str, macro: str, **kwargs: Any) -> str:
+    """One macro of messages.html.j2, e.g. ``message("en", "ask_birth", region_name="商洛市")``."""
+    module = environment(locale).get_template("messages.html.j2").module
     return str(getattr(module, macro)(**kwargs)).strip()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from conversations.dates import DateError, parse_date
+from conversations.i18n import DEFAULT, LANGUAGE_NAMES, LOCALES, Localizer, localizer, negotiate
 from conversations.render import message, render
 from conversations.state import (
     QUESTIONS,
@@ -30,21 +31,20 @@ from policies.engine import quote
 from policies.loader import Library
 from policies.models import Category, Notice, Tier
 from policies.quote import Applicant, ApplicantError, Quote
+from policies.text import N_
 
 IDLE_LIMIT = dt.timedelta(minutes=30)
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
-BACK = Button(label="⬅️ 返回", data="back")
-RESTART = Button(label="🔄 重新开始", data="restart")
-EDIT = Button(label="✏️ 修改某项", data="edit")
+BACK, RESTART, EDIT = N_("⬅️ 返回"), N_("🔄 重新开始"), N_("✏️ 修改某项")
 
 _DONE_WORDS = ("完成", "好了", "好的", "确定", "就这些", "没有了", "ok", "OK")
 _NONE_WORDS = ("以上都不是", "都不是", "没有", "无", "普通", "一般", "不是")
 _EDIT_LABELS = {
-    Step.REGION: "地区",
-    Step.BIRTH: "出生日期",
-    Step.CATEGORIES: "身份",
-    Step.TIER: "档次",
-    Step.PAYMENT: "缴费日期",
+    Step.REGION: N_("地区"),
+    Step.BIRTH: N_("出生日期"),
+    Step.CATEGORIES: N_("身份"),
+    Step.TIER: N_("档次"),
+    Step.PAYMENT: N_("缴费日期"),
 }
 
 
@@ -52,10 +52,29 @@ _EDIT_LABELS = {
 class Context:
     library: Library
     now: dt.datetime  # timezone-aware, China time
+    language_code: str | None = None  # as the chat client reports it, e.g. zh-hant
+    locale: str = DEFAULT  # set by handle(): the user's choice, else the client's language
 
     @property
     def today(self) -> dt.date:
         return self.now.date()
+
+    @property
+    def loc(self) -> Localizer:
+        return localizer(self.locale)
+
+    def gettext(self, msgid: str) -> str:
+        return self.loc.gettext(msgid)
+
+    def say(self, macro: str, **kwargs: object) -> str:
+        return message(self.locale, macro, **kwargs)
+
+    def button(self, label: str, data: str) -> Button:
+        return Button(label=self.gettext(label), data=data)
+
+    def nav(self, *which: str) -> list[Button]:
+        data = {BACK: "back", RESTART: "restart", EDIT: "edit"}
+        return [self.button(label, data[label]) for label in which]
 
 
 Result = tuple[State, list[Reply]]
@@ -65,9 +84,10 @@ def handle(state: State, event: Event, ctx: Context) -> Result:
     # A copy the handlers may change: categories is the only mutable answer; the replies
     # saved for a redelivered update are replaced after handling, so they are not copied.
     state = state.model_copy(update={"categories": list(state.categories), "last_replies": []})
+    ctx = replace(ctx, locale=state.lang or negotiate(ctx.language_code))
     if _expired(state, ctx) and not isinstance(event, Command):
-        fresh = State(step=Step.REGION, updated_at=ctx.now)
-        return fresh, [_ask(fresh, ctx, prefix=message("expired", minutes=30))]
+        fresh = State(step=Step.REGION, updated_at=ctx.now, lang=state.lang)
+        return fresh, [_ask(fresh, ctx, prefix=ctx.say("expired", minutes=30))]
     state, replies = _dispatch(state, event, ctx)
     state.updated_at = ctx.now
     return state, replies
@@ -86,15 +106,17 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
         return _on_command(state, event, ctx)
     if isinstance(event, Press):
         if event.data == "restart":
-            fresh = State(step=Step.REGION)
+            fresh = State(step=Step.REGION, lang=state.lang)
             return fresh, [_ask(fresh, ctx)]
+        if event.data.startswith("lang:"):
+            return _on_language(state, event.data.removeprefix("lang:"), ctx)
         if event.data == "back":
             return _back(state, ctx)
         if event.data == "edit" or event.data.startswith("edit:"):
             return _on_edit(state, event, ctx)
         if not event.data.startswith(_BUTTONS.get(state.step, "\0")):
             # A button from an earlier question (Telegram keeps old keyboards clickable).
-            return state, [_ask(state, ctx, prefix=message("stale_button"))]
+            return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
     return _STEP_HANDLERS[state.step](state, event, ctx)
 
 
@@ -103,21 +125,35 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
 
 def _on_command(state: State, event: Command, ctx: Context) -> Result:
     if event.name in ("start", "quote"):
-        fresh = State(step=Step.REGION)
-        prefix = message("welcome") if event.name == "start" else None
+        fresh = State(step=Step.REGION, lang=state.lang)
+        prefix = ctx.say("welcome") if event.name == "start" else None
         return fresh, [_ask(fresh, ctx, prefix=prefix)]
     if event.name == "cancel":
-        return State(), [Reply(html=message("cancelled"))]
+        return State(lang=state.lang), [Reply(html=ctx.say("cancelled"))]
+    if event.name == "lang":
+        rows = [[Button(label=LANGUAGE_NAMES[code], data=f"lang:{code}")] for code in LOCALES]
+        return state, [Reply(html=ctx.say("choose_language"), buttons=rows)]
     if event.name == "help":
-        help_reply = Reply(html=render("help.html.j2", notices=ctx.library.notices))
+        help_reply = Reply(html=render(ctx.locale, "help.html.j2", notices=ctx.library.notices))
         if state.step in (Step.IDLE, Step.QUOTED):
             return state, [help_reply]
         return state, [help_reply, _ask(state, ctx)]
     # Anything else (an unknown command, a sticker or photo): say so, keep the question.
-    prefix = message("nontext" if event.name == "nontext" else "unknown_command")
+    prefix = ctx.say("nontext" if event.name == "nontext" else "unknown_command")
     if state.step in (Step.IDLE, Step.QUOTED):
-        return state, [Reply(html=f"{prefix}\n{message('idle')}")]
+        return state, [Reply(html=f"{prefix}\n{ctx.say('idle')}")]
     return state, [_ask(state, ctx, prefix=prefix)]
+
+
+def _on_language(state: State, code: str, ctx: Context) -> Result:
+    if code not in LOCALES:
+        return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
+    state.lang = code
+    ctx = replace(ctx, locale=code)
+    done = ctx.say("language_set")
+    if state.step == Step.IDLE:
+        return state, [Reply(html=f"{done}\n{ctx.say('idle')}")]
+    return state, [_ask(state, ctx, prefix=done)]
 
 
 def _back(state: State, ctx: Context) -> Result:
@@ -127,7 +163,7 @@ def _back(state: State, ctx: Context) -> Result:
     elif state.step in steps and steps.index(state.step) > 0:
         state.step = steps[steps.index(state.step) - 1]
     elif state.step == Step.IDLE:
-        return state, [Reply(html=message("idle"))]
+        return state, [Reply(html=ctx.say("idle"))]
     return state, [_ask(state, ctx)]
 
 
@@ -135,10 +171,8 @@ def _on_edit(state: State, event: Press, ctx: Context) -> Result:
     if state.region is None:
         return _back(state, ctx)
     if event.data == "edit":
-        buttons = [
-            [Button(label=_EDIT_LABELS[s], data=f"edit:{s}")] for s in _questions(state, ctx)
-        ]
-        return state, [Reply(html=message("choose_edit"), buttons=[*buttons, [BACK]])]
+        buttons = [[ctx.button(_EDIT_LABELS[s], f"edit:{s}")] for s in _questions(state, ctx)]
+        return state, [Reply(html=ctx.say("choose_edit"), buttons=[*buttons, ctx.nav(BACK)])]
     target = Step(event.data.removeprefix("edit:"))
     if target not in _questions(state, ctx):
         return state, [_ask(state, ctx)]
@@ -185,40 +219,44 @@ def _ask(state: State, ctx: Context, prefix: str | None = None, edit: bool = Fal
 
 def _ask_region(state: State, ctx: Context) -> Reply:
     regions = [
-        Button(label=n.region.name, data=f"region:{n.region.id}") for n in ctx.library.regions()
+        Button(label=ctx.loc.term(n.region.name), data=f"region:{n.region.id}")
+        for n in ctx.library.regions()
     ]
     rows = [regions[i : i + 2] for i in range(0, len(regions), 2)]
-    return Reply(html=message("ask_region"), buttons=rows)
+    return Reply(html=ctx.say("ask_region"), buttons=rows)
 
 
 def _ask_birth(state: State, ctx: Context) -> Reply:
-    return Reply(html=message("ask_birth", region_name=_region_name(ctx, state)), buttons=[[BACK]])
+    html = ctx.say("ask_birth", region_name=_region_name(ctx, state))
+    return Reply(html=html, buttons=[ctx.nav(BACK)])
 
 
 def _ask_categories(state: State, ctx: Context) -> Reply:
     chosen = set(state.categories)
     rows = [
-        [Button(label=("✅ " if c.id in chosen else "") + c.name, data=f"cat:{c.id}")]
+        [Button(label=("✅ " if c.id in chosen else "") + ctx.loc.term(c.name), data=f"cat:{c.id}")]
         for c in _categories(ctx, state)
     ]
-    rows.append(
-        [Button(label="以上都不是", data="cat:none"), Button(label="完成 ✔️", data="cat:done")]
-    )
-    rows.append([BACK])
+    rows.append([ctx.button(N_("以上都不是"), "cat:none"), ctx.button(N_("完成 ✔️"), "cat:done")])
+    rows.append(ctx.nav(BACK))
     names = [c.name for c in _categories(ctx, state) if c.id in chosen]
-    return Reply(html=message("ask_categories", chosen=names), buttons=rows)
+    return Reply(html=ctx.say("ask_categories", chosen=names), buttons=rows)
 
 
 def _ask_tier(state: State, ctx: Context) -> Reply:
     tiers = _tiers(ctx, state.region or "")
-    rows = [[Button(label=f"{t.name} {t.fee}元", data=f"tier:{t.id}")] for t in tiers]
-    return Reply(html=message("ask_tier", tiers=tiers), buttons=[*rows, [BACK]])
+    rows = [
+        [Button(label=f"{ctx.loc.term(t.name)} {ctx.loc.money(t.fee)}", data=f"tier:{t.id}")]
+        for t in tiers
+    ]
+    return Reply(html=ctx.say("ask_tier", tiers=tiers), buttons=[*rows, ctx.nav(BACK)])
 
 
 def _ask_payment(state: State, ctx: Context) -> Reply:
+    today = ctx.gettext(N_("今天（{date}）")).format(date=ctx.loc.date(ctx.today))
     return Reply(
-        html=message("ask_payment"),
-        buttons=[[Button(label=f"今天（{ctx.today.isoformat()}）", data="pay:today")], [BACK]],
+        html=ctx.say("ask_payment"),
+        buttons=[[Button(label=today, data="pay:today")], ctx.nav(BACK)],
     )
 
 
@@ -227,7 +265,7 @@ def _ask_quoted(state: State, ctx: Context) -> Reply:
 
 
 def _ask_idle(state: State, ctx: Context) -> Reply:
-    return Reply(html=message("idle"))
+    return Reply(html=ctx.say("idle"))
 
 
 # -- answering --------------------------------------------------------------------------
@@ -238,13 +276,13 @@ def _on_region(state: State, event: Event, ctx: Context) -> Result:
     if isinstance(event, Press) and event.data.startswith("region:"):
         region = event.data.removeprefix("region:")
         if not ctx.library.for_region(region):
-            return state, [_ask(state, ctx, prefix=message("stale_button"))]
+            return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
     elif isinstance(event, Text):
         region = match_region(ctx.library, event.text)
         if region is None:
-            return state, [_ask(state, ctx, prefix=message("bad_region", text=event.text))]
+            return state, [_ask(state, ctx, prefix=ctx.say("bad_region", text=event.text))]
     else:
-        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+        return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
     if region != state.region:
         # Categories and tiers belong to one region's notices: keep only those still valid.
         valid = {c.id for c in _categories(ctx, State(region=region))}
@@ -257,16 +295,16 @@ def _on_region(state: State, event: Event, ctx: Context) -> Result:
 
 def _on_birth(state: State, event: Event, ctx: Context) -> Result:
     if not isinstance(event, Text):
-        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+        return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
     try:
         born = parse_date(event.text, ctx.today)
     except DateError as err:
-        bad = message("bad_date", text=event.text, reason=err.reason, what="出生日期")
+        bad = ctx.say("bad_date", text=event.text, reason=err.reason, what="birth")
         return state, [_ask(state, ctx, prefix=bad)]
     if born > ctx.today:
-        return state, [_ask(state, ctx, prefix=message("birth_in_future", day=born))]
+        return state, [_ask(state, ctx, prefix=ctx.say("birth_in_future", day=born))]
     if born < EARLIEST_BIRTH:
-        return state, [_ask(state, ctx, prefix=message("birth_too_early", day=born))]
+        return state, [_ask(state, ctx, prefix=ctx.say("birth_too_early", day=born))]
     if state.payment_date is not None and state.payment_date < born:
         state.payment_date = None  # asked again rather than quoting an impossible pair
     state.birth_date = born
@@ -284,12 +322,12 @@ def _on_categories(state: State, event: Event, ctx: Context) -> Result:
             state.categories_done = True
             return _advance(state, ctx)
         if value not in known:
-            return state, [_ask(state, ctx, prefix=message("stale_button"))]
+            return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
         chosen = set(state.categories) ^ {value}
         state.categories = [c for c in known if c in chosen]
         return state, [_ask(state, ctx, edit=True)]
     if not isinstance(event, Text):
-        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+        return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
     text = event.text.strip()
     found = match_categories(list(known.values()), text)
     if found:
@@ -301,7 +339,7 @@ def _on_categories(state: State, event: Event, ctx: Context) -> Result:
     if any(w in text for w in _NONE_WORDS) or any(w in text for w in _DONE_WORDS):
         state.categories, state.categories_done = [], True
         return _advance(state, ctx)
-    return state, [_ask(state, ctx, prefix=message("bad_category", text=text))]
+    return state, [_ask(state, ctx, prefix=ctx.say("bad_category", text=text))]
 
 
 def _on_tier(state: State, event: Event, ctx: Context) -> Result:
@@ -313,7 +351,7 @@ def _on_tier(state: State, event: Event, ctx: Context) -> Result:
         text = event.text.strip()
         chosen = next((t for t in tiers if text in (str(t.id), t.name) or t.name in text), None)
     if chosen is None:
-        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+        return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
     state.tier = chosen.id
     return _advance(state, ctx)
 
@@ -325,14 +363,14 @@ def _on_payment(state: State, event: Event, ctx: Context) -> Result:
     elif isinstance(event, Text):
         text = event.text
     else:
-        return state, [_ask(state, ctx, prefix=message("use_buttons"))]
+        return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
     try:
         paid = parse_date(text, ctx.today)
     except DateError as err:
-        bad = message("bad_date", text=text, reason=err.reason, what="缴费日期")
+        bad = ctx.say("bad_date", text=text, reason=err.reason, what="payment")
         return state, [_ask(state, ctx, prefix=bad)]
     if state.birth_date is not None and paid < state.birth_date:
-        bad = message("payment_before_birth", payment=paid, birth=state.birth_date)
+        bad = ctx.say("payment_before_birth", payment=paid, birth=state.birth_date)
         return state, [_ask(state, ctx, prefix=bad)]
     state.payment_date = paid
     return _advance(state, ctx)
@@ -341,11 +379,11 @@ def _on_payment(state: State, event: Event, ctx: Context) -> Result:
 def _on_quoted(state: State, event: Event, ctx: Context) -> Result:
     if isinstance(event, Press):
         return _on_payment(state, event, ctx)  # a date offered by the "not covered" answer
-    return state, [Reply(html=message("idle"), buttons=[[EDIT, RESTART]])]
+    return state, [Reply(html=ctx.say("idle"), buttons=[ctx.nav(EDIT, RESTART)])]
 
 
 def _on_idle(state: State, event: Event, ctx: Context) -> Result:
-    return state, [Reply(html=message("idle"))]
+    return state, [Reply(html=ctx.say("idle"))]
 
 
 # -- the quote --------------------------------------------------------------------------
@@ -369,31 +407,43 @@ def _quote(state: State, ctx: Context) -> Result:
     except ApplicantError as err:
         # The answers fit the region but not the notice the payment date picked (a later
         # year with other categories or tiers): say so and let the resident change one.
-        return state, [Reply(html=f"{err}", buttons=[[EDIT, RESTART]])]
+        text = ctx.gettext(
+            N_(
+                "您的回答与该缴费日期适用的通知不符（例如该年度没有所选的身份或档次），请修改其中一项。"
+            )
+        )
+        return state, [Reply(html=f"{text}（{err.kind}）", buttons=[ctx.nav(EDIT, RESTART)])]
     return state, [render_quote(q, state, ctx)]
 
 
 def render_quote(q: Quote, state: State, ctx: Context) -> Reply:
     notice = _notice(ctx, q.notice)
-    buttons = [[EDIT, RESTART]]
+    buttons = [ctx.nav(EDIT, RESTART)]
     if q.notice is None:
-        offers = [
-            Button(
-                label=f"按{n.benefit_year}年度试算（{d.isoformat()}）", data=f"pay:{d.isoformat()}"
-            )
+        offer = ctx.gettext(N_("按{year}年度试算（{date}）"))
+        buttons = [
+            [Button(label=offer.format(year=n.benefit_year, date=ctx.loc.date(d)), data=f"pay:{d}")]
             for n in ctx.library.for_region(q.region)
             if (d := _sample_date(n, state.birth_date)) is not None
-        ]
-        buttons = [[b] for b in offers] + buttons
+        ] + buttons
     names = [c.name for c in _categories(ctx, state) if c.id in state.categories]
     tier = notice.tier(q.tier) if notice is not None and q.tier is not None else None
+    many = len(q.payers) > 1
+    payers = ctx.loc.terms(
+        [
+            ctx.loc.term(p.name) + (f" {ctx.loc.money(p.amount)}" if many and p.amount else "")
+            for p in q.payers
+        ]
+    )
     html = render(
+        ctx.locale,
         "quote.html.j2",
         q=q,
         payment_date=state.payment_date,
         chosen=names,
         tier_name=tier.name if tier else None,
-        document=_document(notice) if notice else "",
+        payers=payers,
+        document=_document(notice, ctx) if notice else "",
         clause={s.figure: s.source.clause for s in q.trace if s.source is not None},
     )
     return Reply(html=html, buttons=buttons)
@@ -408,10 +458,14 @@ def _sample_date(notice: Notice, born: dt.date | None) -> dt.date | None:
     return day if day <= notice.windows[-1].end else None
 
 
-def _document(notice: Notice) -> str:
+def _document(notice: Notice, ctx: Context) -> str:
     doc = notice.document
-    number = f"（{doc.number}）" if doc.number else ""
-    return f"{doc.title}{number}，文件 {doc.file}"
+    title, file = ctx.loc.term(doc.title), doc.file
+    if doc.number:
+        return ctx.gettext(N_("{title}（{number}），文件 {file}")).format(
+            title=title, number=doc.number, file=file
+        )
+    return ctx.gettext(N_("{title}，文件 {file}")).format(title=title, file=file)
 
 
 # -- matching what people type ----------------------------------------------------------

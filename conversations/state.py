@@ -31,6 +31,7 @@ class State(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     step: Step = Step.IDLE
+    lang: str | None = None  # chosen with /lang; else the chat client's language
     region: str | None = None
     birth_date: dt.date | None = None
     categories: list[str] = []

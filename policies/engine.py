@@ -26,6 +26,7 @@ from policies.quote import (
     SourceRef,
     Step,
 )
+from policies.text import N_, Msg, Term, Terms
 
 # Notices are immutable and live as long as the process, so the pieces of a quote that do
 # not depend on the applicant are built once per notice object and reused (the benchmark
@@ -47,7 +48,7 @@ def _note(notice: Notice, note: Note) -> QuoteNote:
     if hit is None:
         office = notice.office(note.ask) if note.ask else None
         resolved = QuoteNote(
-            note.text,
+            Msg(note.text),
             None if note.cite is None else _ref(notice, note.cite),
             office.name if office else None,
         )
@@ -98,8 +99,12 @@ def _static(notice: Notice) -> _Static:
             (
                 r.when,
                 QuoteNote(
-                    f"{r.who}：先到{'、'.join(r.where)}办理参保登记"
-                    + (f"，携带{'、'.join(r.bring)}" if r.bring else ""),
+                    Msg(
+                        N_("{who}：先到{where}办理参保登记，携带{bring}")
+                        if r.bring
+                        else N_("{who}：先到{where}办理参保登记"),
+                        {"who": Term(r.who), "where": Terms(r.where), "bring": Terms(r.bring)},
+                    ),
                     _ref(notice, r.cite),
                 ),
             )
@@ -219,15 +224,25 @@ def _check_tier_any(notices: Iterable[Notice], applicant: Applicant) -> None:
 
 def _not_covered(notices: tuple[Notice, ...], applicant: Applicant) -> Quote:
     latest = max(notices, key=lambda n: n.benefit_year)
-    spans = "；".join(
-        f"{n.benefit_year}年度（缴费日期 {_span(n)}）"
-        for n in sorted(notices, key=lambda n: n.benefit_year)
-    )
+    years = sorted(notices, key=lambda n: n.benefit_year)
     office = latest.office(latest.ask_office)
+    office_name = office.name if office else ""
     note = QuoteNote(
-        text=f"{applicant.payment_date} 不在已载入的{latest.region.name}通知所覆盖的缴费期内。"
-        f"已载入：{spans}。其他年度的缴费标准和时间请向{office.name if office else ''}咨询。",
-        ask=office.name if office else None,
+        Msg(
+            N_(
+                "{date} 不在已载入的{region}通知所覆盖的缴费期内。已载入：{years}年度（缴费日期"
+                " {start} 至 {end}）。其他年度的缴费标准和时间请向{office}咨询。"
+            ),
+            {
+                "date": applicant.payment_date,
+                "region": Term(latest.region.name),
+                "years": "、".join(str(n.benefit_year) for n in years),
+                "start": years[0].window_span[0] or years[0].windows[0].end,
+                "end": years[-1].window_span[1],
+                "office": Term(office_name),
+            },
+        ),
+        ask=office_name or None,
     )
     return Quote(
         region=latest.region.id,
@@ -251,7 +266,7 @@ def _not_covered(notices: tuple[Notice, ...], applicant: Applicant) -> Quote:
         channels=(),
         registration=(),
         notes=(note,),
-        trace=(Step("notice", note.text, None),),
+        trace=(Step("notice", note.text, None),),  # the CLI's Chinese
     )
 
 
@@ -420,7 +435,7 @@ class _Quoter:
             return 0, None, (), None
         if not rule.subsidies:
             why = self.ref(rule.subsidies_cite)
-            self.notes.append(QuoteNote("本期缴费不享受参保资助。", why))
+            self.notes.append(QuoteNote(Msg(N_("本期缴费不享受参保资助。")), why))
             self.trace.append(Step("subsidy", "本期缴费不享受参保资助", why))
             return 0, None, (), None
         candidates: list[tuple[Category, int | None]] = []
@@ -430,8 +445,17 @@ class _Quoter:
             if s.deadline is not None and self.a.payment_date > s.deadline.date:
                 self.notes.append(
                     QuoteNote(
-                        f"{cat.name}享受资助的截止时间为 {s.deadline.date}，"
-                        f"{self.a.payment_date} 缴费不再享受该资助。",
+                        Msg(
+                            N_(
+                                "{category}享受资助的截止时间为 {deadline}，"
+                                "{date} 缴费不再享受该资助。"
+                            ),
+                            {
+                                "category": Term(cat.name),
+                                "deadline": s.deadline.date,
+                                "date": self.a.payment_date,
+                            },
+                        ),
                         self.ref(s.deadline.cite),
                     )
                 )
@@ -513,8 +537,13 @@ class _Quoter:
         if start is not None and start > end:
             self.notes.append(
                 QuoteNote(
-                    f"等待期至 {start} 才结束，已在本待遇年度（至 {end}）之后，"
-                    "本年度缴费后无法享受待遇。",
+                    Msg(
+                        N_(
+                            "等待期至 {start} 才结束，已在本待遇年度（至 {end}）之后，"
+                            "本年度缴费后无法享受待遇。"
+                        ),
+                        {"start": start, "end": end},
+                    ),
                     self.ref(rule.cite),
                 )
             )
@@ -534,9 +563,17 @@ class _Quoter:
             office = self.n.office(self.n.ask_office)
             self.notes.append(
                 QuoteNote(
-                    f"另一选择「{alt.label}」需缴纳 {year} 年度的居民医保费，"
-                    "本通知未载明该年度标准，"
-                    f"请向{office.name if office else ''}咨询。",
+                    Msg(
+                        N_(
+                            "另一选择「{label}」需缴纳 {year} 年度的居民医保费，"
+                            "本通知未载明该年度标准，请向{office}咨询。"
+                        ),
+                        {
+                            "label": Term(alt.label),
+                            "year": year,
+                            "office": Term(office.name if office else ""),
+                        },
+                    ),
                     self.ref(alt.cite),
                     office.name if office else None,
                 )

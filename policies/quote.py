@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from policies.text import Msg
+
 ErrorKind = Literal[
     "unknown_region",
     "unknown_category",
@@ -60,9 +62,14 @@ class Step:
 
 @dataclass(slots=True)
 class QuoteNote:
-    text: str
+    msg: Msg
     source: SourceRef | None = None
     ask: str | None = None  # the office's name, where the note reports a gap
+
+    @property
+    def text(self) -> str:
+        """The canonical Chinese (translations: ``conversations.i18n``)."""
+        return self.msg.zh()
 
 
 @dataclass(slots=True)
@@ -131,7 +138,13 @@ class Quote:
         data = asdict(self)
         data["citations"] = [asdict(c) for c in self.citations]
         data["notes"] = [n.text for n in self.notes]
-        data["note_details"] = [asdict(n) for n in self.notes]
+        data["note_details"] = [
+            {"text": n.text, "source": n.source and asdict(n.source), "ask": n.ask}
+            for n in self.notes
+        ]
+        data["registration"] = [
+            {"text": r.text, "source": r.source and asdict(r.source)} for r in self.registration
+        ]
         return _jsonable(data)  # type: ignore[no-any-return]
 
 
