@@ -268,14 +268,18 @@ def bot(harness: Harness) -> BotProcess:
 class Chat:
     """A resident in a private chat: types text or presses buttons and reads the reply."""
 
-    def __init__(self, stub: BotApiStub, chat_id: int = CHAT) -> None:
+    def __init__(
+        self, stub: BotApiStub, chat_id: int = CHAT, language: str | None = "zh-hans"
+    ) -> None:
         self.stub = stub
         self.chat_id = chat_id
+        self.language = language  # the client's language_code, sent with every update
         self.last_update_id = 0
 
     def send(self, text: str) -> JSONDict:
         after = self.stub.call_count()
-        self.last_update_id = int(self.stub.send_text(self.chat_id, text)["update_id"])
+        update = self.stub.send_text(self.chat_id, text, language_code=self.language)
+        self.last_update_id = int(update["update_id"])
         return self.reply(after)
 
     def press(self, data: str) -> JSONDict:
@@ -288,7 +292,9 @@ class Chat:
         ]
         assert data in offered, f"no button {data!r} on the latest keyboard: {offered}"
         after = self.stub.call_count()
-        update = self.stub.press_button(self.chat_id, keyboard["message_id"], data)
+        update = self.stub.press_button(
+            self.chat_id, keyboard["message_id"], data, language_code=self.language
+        )
         self.last_update_id = int(update["update_id"])
         return self.reply(after)
 
@@ -312,12 +318,30 @@ class Chat:
 
 
 def test_registers_commands(harness: Harness, bot: BotProcess) -> None:
-    calls = [p for m, p in harness.stub.calls if m == "setMyCommands"]
-    assert len(calls) == 1
-    commands = calls[0]["commands"]
-    assert [c["command"] for c in commands] == ["start", "quote", "help", "cancel"]
-    assert all(c["description"] for c in commands)
+    calls = {
+        p.get("language_code"): p["commands"] for m, p in harness.stub.calls if m == "setMyCommands"
+    }
+    assert set(calls) == {None, "zh", "en"}  # Telegram keys menus by two-letter code
+    for commands in calls.values():
+        assert [c["command"] for c in commands] == ["start", "quote", "help", "lang", "cancel"]
+    assert calls[None][0]["description"] == calls["zh"][0]["description"] == "开始计算居民医保缴费"
+    assert all(c["description"].isascii() for c in calls["en"])
     assert bot.alive()
+
+
+def test_language_follows_the_client_and_lang_is_remembered(
+    harness: Harness, bot: BotProcess
+) -> None:
+    chat = Chat(harness.stub, chat_id=CHAT + 77, language="zh-hant")
+    reply = chat.send("/start")
+    assert "請選擇您參保的地區" in reply["text"], reply["text"]
+    chat.send("/lang")
+    reply = chat.press("lang:en")
+    assert "region" in reply["text"].lower() and "请选择" not in reply["text"]
+    reply = chat.send("/start")  # the client still says zh-hant: the choice wins
+    assert "Welcome" in reply["text"] or "region" in reply["text"].lower(), reply["text"]
+    reply = chat.press("region:shangluo")
+    assert "Shangluo" in reply["text"], reply["text"]
 
 
 # ----------------------------------------------------------------------------- 3. five regions
