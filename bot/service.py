@@ -37,6 +37,7 @@ class ConversationService:
         event: Event,
         update_id: int | None = None,
         language_code: str | None = None,
+        staff: bool = False,
     ) -> list[Reply]:
         for _ in range(ATTEMPTS):
             state, version = await self.store.load(chat_id)
@@ -49,7 +50,7 @@ class ConversationService:
                 # Telegram delivers again what was not confirmed before a crash: answer
                 # as we did, without moving the conversation a second time.
                 return state.last_replies
-            context = Context(self.library, self.clock(), language_code)
+            context = Context(self.library, self.clock(), language_code, staff=staff)
             new, replies = handle(state, event, context)
             if update_id is not None:
                 new.last_update_id, new.last_replies = update_id, replies

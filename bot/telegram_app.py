@@ -32,6 +32,7 @@ from bot.storage import Store
 from conversations.i18n import localizer, negotiate
 from conversations.render import message
 from conversations.state import Command, Event, Press, Reply, Text
+from policies.faq import default_index
 from policies.loader import default_library
 from policies.text import N_
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 COMMANDS = (
     ("start", N_("开始计算居民医保缴费")),
     ("quote", N_("重新计算缴费")),
+    ("faq", N_("政策问答")),
     ("help", N_("帮助")),
     ("lang", N_("切换语言")),
     ("cancel", N_("取消并删除已填写的信息")),
@@ -127,7 +129,10 @@ async def _handle(
         return
     user = update.effective_user
     language = user.language_code if user else None
-    replies = await _service(context).process(chat.id, event, update.update_id, language)
+    staff = user is not None and user.id in context.bot_data["staff_ids"]
+    replies = await _service(context).process(
+        chat.id, event, update.update_id, language, staff=staff
+    )
     await send(context, chat.id, replies, pressed)
 
 
@@ -188,6 +193,9 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await store.init()
         app.bot_data["service"] = ConversationService(store, default_library(), settings.timezone)
+        app.bot_data["staff_ids"] = settings.staff_ids
+        # jieba and the FAQ index take a couple of seconds: build them before the first question.
+        app.bot_data["faq_warmup"] = asyncio.get_running_loop().run_in_executor(None, default_index)
         for code, locale in MENU_LANGUAGES.items():
             await app.bot.set_my_commands(command_menu(locale), language_code=code)
         app.bot_data["purge"] = asyncio.create_task(

@@ -10,6 +10,7 @@ answer" need no bookkeeping of their own: they move to a step whose answer is ke
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,8 @@ from conversations.state import (
     Text,
 )
 from policies.engine import quote
+from policies.faq import default_index
+from policies.lint import clause_spans
 from policies.loader import Library
 from policies.models import Category, Notice, Tier
 from policies.quote import Applicant, ApplicantError, Quote
@@ -54,6 +57,7 @@ class Context:
     now: dt.datetime  # timezone-aware, China time
     language_code: str | None = None  # as the chat client reports it, e.g. zh-hant
     locale: str = DEFAULT  # set by handle(): the user's choice, else the client's language
+    staff: bool = False  # staff also see the full clause text and annex tables
 
     @property
     def today(self) -> dt.date:
@@ -114,7 +118,7 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
             return _back(state, ctx)
         if event.data == "edit" or event.data.startswith("edit:"):
             return _on_edit(state, event, ctx)
-        if not event.data.startswith(_BUTTONS.get(state.step, "\0")):
+        if not event.data.startswith(_BUTTONS.get(state.step, ("\0",))):
             # A button from an earlier question (Telegram keeps old keyboards clickable).
             return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
     return _STEP_HANDLERS[state.step](state, event, ctx)
@@ -133,14 +137,17 @@ def _on_command(state: State, event: Command, ctx: Context) -> Result:
     if event.name == "lang":
         rows = [[Button(label=LANGUAGE_NAMES[code], data=f"lang:{code}")] for code in LOCALES]
         return state, [Reply(html=ctx.say("choose_language"), buttons=rows)]
+    if event.name == "faq":
+        state.step = Step.FAQ  # answers given so far are kept; /quote starts a new quote
+        return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
     if event.name == "help":
         help_reply = Reply(html=render(ctx.locale, "help.html.j2", notices=ctx.library.notices))
-        if state.step in (Step.IDLE, Step.QUOTED):
+        if state.step in (Step.IDLE, Step.QUOTED, Step.FAQ):
             return state, [help_reply]
         return state, [help_reply, _ask(state, ctx)]
     # Anything else (an unknown command, a sticker or photo): say so, keep the question.
     prefix = ctx.say("nontext" if event.name == "nontext" else "unknown_command")
-    if state.step in (Step.IDLE, Step.QUOTED):
+    if state.step in (Step.IDLE, Step.QUOTED, Step.FAQ):
         return state, [Reply(html=f"{prefix}\n{ctx.say('idle')}")]
     return state, [_ask(state, ctx, prefix=prefix)]
 
@@ -264,6 +271,10 @@ def _ask_quoted(state: State, ctx: Context) -> Reply:
     return _quote(state, ctx)[1][0]
 
 
+def _ask_faq(state: State, ctx: Context) -> Reply:
+    return Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])
+
+
 def _ask_idle(state: State, ctx: Context) -> Reply:
     return Reply(html=ctx.say("idle"))
 
@@ -377,13 +388,70 @@ def _on_payment(state: State, event: Event, ctx: Context) -> Result:
 
 
 def _on_quoted(state: State, event: Event, ctx: Context) -> Result:
-    if isinstance(event, Press):
+    if isinstance(event, Press) and event.data.startswith("pay:"):
         return _on_payment(state, event, ctx)  # a date offered by the "not covered" answer
-    return state, [Reply(html=ctx.say("idle"), buttons=[ctx.nav(EDIT, RESTART)])]
+    return _on_faq(state, event, ctx)  # free text after the quote is a question
 
 
 def _on_idle(state: State, event: Event, ctx: Context) -> Result:
-    return state, [Reply(html=ctx.say("idle"))]
+    return _on_faq(state, event, ctx)  # free text outside a conversation step is a question
+
+
+def _on_faq(state: State, event: Event, ctx: Context) -> Result:
+    if isinstance(event, Press) and event.data.startswith("faqregion:"):
+        chosen = event.data.removeprefix("faqregion:")
+        pending, state.faq_question = state.faq_question, None
+        if not pending or not ctx.library.for_region(chosen):
+            return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
+        state.faq_region = chosen
+        return state, [answer_question(pending, chosen, state, ctx)]
+    if not isinstance(event, Text) or not event.text.strip():
+        return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
+    index = default_index()
+    question = event.text.strip()
+    region = index.region_of(question) or state.faq_region or state.region
+    if region is None:
+        first = index.search(question)[0]
+        if first.kind != "out_of_scope":  # which region's notice answers it? ask
+            state.faq_question = question
+            rows = [
+                [Button(label=ctx.loc.term(n.region.name), data=f"faqregion:{n.region.id}")]
+                for n in ctx.library.regions()
+            ]
+            return state, [Reply(html=ctx.say("ask_faq_region"), buttons=rows)]
+    state.faq_region = region
+    return state, [answer_question(question, region, state, ctx)]
+
+
+def answer_question(question: str, region: str | None, state: State, ctx: Context) -> Reply:
+    answers = default_index().search(question, region)
+    best = answers[0]
+    notice = next((n for n in ctx.library.for_region(best.region or "")), None)
+    clause_text, table = None, None
+    if ctx.staff and notice is not None and best.clause:
+        text = ctx.library.texts[notice.document.file]
+        spans = clause_spans(text, best.clause)
+        if spans:
+            lo, hi = spans[0]
+            clause_text = re.sub(r"\n\s*\n+", "\n", text[lo:hi].strip())[:1500]
+        table = next((t for t in notice.tables if t.cite.clause == best.clause), None)
+        if table is not None:
+            clause_text = None  # the table says it better than the annex's raw layout
+    html = render(
+        ctx.locale,
+        "faq.html.j2",
+        question=question,
+        best=best,
+        others=[a for a in answers[1:] if a.kind in ("entry", "clause")],
+        document=_document(notice, ctx) if notice is not None else "",
+        staff=ctx.staff,
+        clause_text=clause_text,
+        table=table,
+    )
+    buttons = [ctx.nav(RESTART)]
+    if state.step == Step.QUOTED:
+        buttons = [ctx.nav(EDIT, RESTART)]
+    return Reply(html=html, buttons=buttons)
 
 
 # -- the quote --------------------------------------------------------------------------
@@ -526,12 +594,14 @@ def _notice(ctx: Context, notice_id: str | None) -> Notice | None:
 
 
 # The button prefixes each step answers to (QUOTED: the dates the "not covered" answer offers).
-_BUTTONS = {
-    Step.REGION: "region:",
-    Step.CATEGORIES: "cat:",
-    Step.TIER: "tier:",
-    Step.PAYMENT: "pay:",
-    Step.QUOTED: "pay:",
+_BUTTONS: dict[Step, tuple[str, ...]] = {
+    Step.IDLE: ("faqregion:",),
+    Step.REGION: ("region:",),
+    Step.CATEGORIES: ("cat:",),
+    Step.TIER: ("tier:",),
+    Step.PAYMENT: ("pay:",),
+    Step.QUOTED: ("pay:", "faqregion:"),
+    Step.FAQ: ("faqregion:",),
 }
 
 Handler = Callable[[State, Event, Context], Result]
@@ -545,6 +615,7 @@ _STEP_HANDLERS: dict[Step, Handler] = {
     Step.TIER: _on_tier,
     Step.PAYMENT: _on_payment,
     Step.QUOTED: _on_quoted,
+    Step.FAQ: _on_faq,
 }
 _ASKERS: dict[Step, Asker] = {
     Step.IDLE: _ask_idle,
@@ -554,4 +625,5 @@ _ASKERS: dict[Step, Asker] = {
     Step.TIER: _ask_tier,
     Step.PAYMENT: _ask_payment,
     Step.QUOTED: _ask_quoted,
+    Step.FAQ: _ask_faq,
 }

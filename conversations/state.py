@@ -21,6 +21,7 @@ class Step(StrEnum):
     TIER = "tier"
     PAYMENT = "payment"
     QUOTED = "quoted"
+    FAQ = "faq"
 
 
 # The order questions are asked in; TIER is skipped where the region has no tiers.
@@ -38,7 +39,8 @@ class State(BaseModel):
     categories_done: bool = False
     tier: int | None = None
     payment_date: dt.date | None = None
-    editing: bool = False  # changing one answer: go straight back to the quote after it
+    faq_region: str | None = None  # the region of the last FAQ answer, for the next question
+    faq_question: str | None = None  # waiting for the region to be chosen
     updated_at: dt.datetime | None = None
     # The last Telegram update handled and what was answered, so an update delivered
     # again after a crash is answered the same way instead of being handled twice.

@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--category", action="append", default=[])
     q.add_argument("--tier", type=int)
     q.add_argument("--json", action="store_true")
+    f = sub.add_parser("faq", help="用日常说法提问，按通知条款回答")
+    f.add_argument("question")
+    f.add_argument("--region")
+    f.add_argument("--limit", type=int, default=3)
+    f.add_argument("--json", action="store_true")
     sub.add_parser("lint", help="校验全部通知数据文件")
     return p
 
@@ -152,6 +157,24 @@ def _quote(lib: Library, args: argparse.Namespace) -> int:
     return 0
 
 
+def _faq(lib: Library, args: argparse.Namespace) -> int:
+    from policies.faq import default_index  # jieba loads its dictionary: only when asked
+
+    if args.region is not None and not lib.for_region(args.region):
+        accepted = "、".join(n.region.id for n in lib.regions())
+        raise UsageError(f"未知地区 {args.region!r}；可选：{accepted}")
+    answers = default_index().search(args.question, args.region, args.limit)
+    if args.json:
+        _emit([a.to_json() for a in answers])
+        return 0
+    for a in answers:
+        where = f"〔{a.source} {a.clause}〕" if a.clause else ""
+        print(f"{a.answer}{where}")
+        if a.quote and a.kind == "entry":
+            print(f"  原文：“{a.quote}”")
+    return 0
+
+
 def _lint() -> int:
     problems = lint_all()
     for problem in problems:
@@ -173,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _regions(lib, args.json)
         if args.command == "categories":
             return _categories(lib, args.region, args.json)
+        if args.command == "faq":
+            return _faq(lib, args)
         return _quote(lib, args)
     except (UsageError, ApplicantError) as exc:
         print(f"错误：{exc}", file=sys.stderr)

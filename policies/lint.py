@@ -23,7 +23,7 @@ from policies.models import Citation, Condition, Note, Notice
 _WS = re.compile(r"\s+")
 _CN_NUM = "一二三四五六七八九十"
 # Heading families, outermost first. A clause such as 四（二）2（1） names one per level.
-_FAMILIES: tuple[tuple[str, str], ...] = (
+FAMILIES: tuple[tuple[str, str], ...] = (
     (rf"[{_CN_NUM}]+", rf"^\s*(?:附件\d+|[{_CN_NUM}]+、)"),
     (rf"（[{_CN_NUM}]+）", rf"^\s*（[{_CN_NUM}]+）"),
     (r"\d+", r"^\s*\d+[.．]"),
@@ -54,7 +54,7 @@ def _heading_pattern(token: str) -> tuple[int, re.Pattern[str]]:
         return 0, re.compile(rf"^\s*{token}(?!\d)", re.M)
     if token == "注":
         return 4, re.compile(r"^\s*注[:：]", re.M)
-    for level, (token_re, _) in enumerate(_FAMILIES):
+    for level, (token_re, _) in enumerate(FAMILIES):
         if re.fullmatch(token_re, token):
             suffix = {0: "、", 2: r"[.．]"}.get(level, "")
             return level, re.compile(rf"^\s*{re.escape(token)}{suffix}", re.M)
@@ -71,7 +71,7 @@ def clause_spans(text: str, clause: str) -> list[tuple[int, int]]:
     spans = [(0, len(text))]
     for token in tokens:
         level, pattern = _heading_pattern(token)
-        stops = [re.compile(f[1], re.M) for f in _FAMILIES[: min(level, 3) + 1]]
+        stops = [re.compile(f[1], re.M) for f in FAMILIES[: min(level, 3) + 1]]
         found = []
         for lo, hi in spans:
             for m in pattern.finditer(text, lo, hi):
@@ -98,14 +98,14 @@ def _walk(value: object, where: str) -> Iterator[tuple[str, object]]:
             yield from _walk(item, f"{where}[{k}]")
 
 
-def check_citations(notice: Notice, text: str) -> Iterator[tuple[str, str]]:
+def check_citations(model: BaseModel, text: str, file: str) -> Iterator[tuple[str, str]]:
     flat = squash(text)
-    for where, value in _walk(notice, ""):
+    for where, value in _walk(model, ""):
         if not isinstance(value, Citation):
             continue
         quote = squash(value.quote)
         if quote not in flat:
-            yield where, f"quote not in {notice.document.file}: {value.quote!r}"
+            yield where, f"quote not in {file}: {value.quote!r}"
             continue
         try:
             spans = clause_spans(text, value.clause)
@@ -113,7 +113,7 @@ def check_citations(notice: Notice, text: str) -> Iterator[tuple[str, str]]:
             yield where, str(exc)
             continue
         if not spans:
-            yield where, f"clause {value.clause!r} not found in {notice.document.file}"
+            yield where, f"clause {value.clause!r} not found in {file}"
         elif not any(quote in squash(text[lo:hi]) for lo, hi in spans):
             yield where, f"quote {value.quote!r} is not inside clause {value.clause!r}"
 
@@ -182,7 +182,7 @@ def lint_notice(path: Path) -> list[Problem]:
         return [Problem(path.name, "document.file", f"no text at {text_path}")]
     text = text_path.read_text(encoding="utf-8")
     checks = (
-        check_citations(notice, text),
+        check_citations(notice, text, notice.document.file),
         check_windows(notice),
         check_references(notice),
         check_subsidies(notice),
@@ -190,8 +190,55 @@ def lint_notice(path: Path) -> list[Problem]:
     return [Problem(path.name, where, msg) for check in checks for where, msg in check]
 
 
+_PLACEHOLDERS = {"fee", "subsidy", "pay_now", "net_cost", "benefit_start", "benefit_end"}
+
+
+def lint_faq(path: Path) -> list[Problem]:
+    """The FAQ entries beside a notice: cited quotes, engine figures, placeholders."""
+    from policies.faq import faq_path, load_entries, render_entry
+    from policies.loader import Library
+
+    notice = load_notice(path)
+    faq = faq_path(notice, path.parent)
+    if not faq.exists():
+        return []
+    name = faq.name
+    try:
+        entries = load_entries(notice, path.parent)
+    except (ValidationError, ValueError) as exc:
+        return [Problem(name, "load", str(exc))]
+    text = (path.parent / "texts" / notice.document.file).read_text(encoding="utf-8")
+    problems: list[Problem] = []
+    ids = [e.id for e in entries]
+    if len(set(ids)) != len(ids):
+        problems.append(Problem(name, "entries", "entry ids repeat"))
+    library = Library(notices=(notice,), texts={notice.document.file: text})
+    for entry in entries:
+        holder = _CitationHolder(cite=entry.cite)
+        found = check_citations(holder, text, notice.document.file)
+        problems += [Problem(name, entry.id, m) for _, m in found]
+        used = set(re.findall(r"\{(\w+)\}", entry.answer))
+        if used - _PLACEHOLDERS:
+            problems.append(Problem(name, entry.id, f"unknown placeholders {used - _PLACEHOLDERS}"))
+        if used and entry.compute is None:
+            problems.append(Problem(name, entry.id, "placeholders need a compute applicant"))
+        if entry.compute is not None:
+            try:
+                render_entry(library, notice, entry)
+            except Exception as exc:  # the applicant must be quotable
+                problems.append(Problem(name, entry.id, f"compute: {exc}"))
+    return problems
+
+
+class _CitationHolder(BaseModel):
+    cite: Citation
+
+
 def lint_all(directory: Path = NOTICES_DIR) -> list[Problem]:
     problems = [p for path in notice_files(directory) for p in lint_notice(path)]
+    for path in notice_files(directory):
+        if not any(p.file == path.name and p.where == "load" for p in problems):
+            problems.extend(lint_faq(path))
     problems.extend(_check_region_overlaps(directory))
     return problems
 

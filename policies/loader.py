@@ -44,7 +44,8 @@ class Library:
 
 
 def notice_files(directory: Path = NOTICES_DIR) -> list[Path]:
-    return sorted(p for p in directory.glob("*.yaml") if not p.name.endswith(".cases.yaml"))
+    """``<region>-<year>.yaml``; the cases and FAQ files beside them have a second suffix."""
+    return sorted(p for p in directory.glob("*.yaml") if "." not in p.stem)
 
 
 def load_notice(path: Path) -> Notice:

@@ -323,7 +323,14 @@ def test_registers_commands(harness: Harness, bot: BotProcess) -> None:
     }
     assert set(calls) == {None, "zh", "en"}  # Telegram keys menus by two-letter code
     for commands in calls.values():
-        assert [c["command"] for c in commands] == ["start", "quote", "help", "lang", "cancel"]
+        assert [c["command"] for c in commands] == [
+            "start",
+            "quote",
+            "faq",
+            "help",
+            "lang",
+            "cancel",
+        ]
     assert calls[None][0]["description"] == calls["zh"][0]["description"] == "开始计算居民医保缴费"
     assert all(c["description"].isascii() for c in calls["en"])
     assert bot.alive()
@@ -660,3 +667,22 @@ def test_webhook(harness: Harness) -> None:
     assert stub.sent_messages(intruder) == []
     assert "getUpdates" not in [m for m, _ in stub.calls[before:]]  # no polling
     assert bot.alive()
+
+
+# ----------------------------------------------------------------------------- 7. FAQ
+
+
+def test_faq_over_telegram_with_staff_extras(harness: Harness) -> None:
+    staff_chat = CHAT + 500
+    harness.launch(STAFF_IDS=str(staff_chat))
+    resident = Chat(harness.stub, chat_id=CHAT + 400)
+    # 商洛市 二（二）: 低保对象 190 元定额资助; the region is asked, then answered.
+    reply = resident.send("低保户自己掏多少")
+    assert "哪个地区" in reply["text"], reply["text"]
+    reply = resident.press("faqregion:shangluo")
+    assert "190" in reply["text"] and "〔二（二）〕" in reply["text"]
+    assert "工作人员" not in reply["text"]
+    staff = Chat(harness.stub, chat_id=staff_chat)
+    reply = staff.send("/faq")
+    reply = staff.send("商洛低保户交多少")
+    assert "条款全文（工作人员可见）" in reply["text"], reply["text"]

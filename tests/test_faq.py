@@ -1,0 +1,131 @@
+"""FAQ mode: knowledge per notice, retrieval quality on the labelled set, CLI, conversation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from zoneinfo import ZoneInfo
+
+import pytest
+from faq_evaluation import evaluate, load_questions
+
+from conversations.resident import Context, handle
+from conversations.state import Command, Press, State, Step, Text
+from policies.cli import main
+from policies.faq import default_index, expand, load_entries
+from policies.loader import default_library
+
+NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_every_notice_has_at_least_20_entries() -> None:
+    for notice in default_library().notices:
+        assert len(load_entries(notice)) >= 20, notice.id
+
+
+def test_labelled_set_is_large_enough() -> None:
+    questions = load_questions()
+    cannot = [q for q in questions if q["expect"] in ("none", "out_of_scope")]
+    assert len(questions) >= 120 and len(cannot) >= 20
+
+
+def test_retrieval_meets_its_goals() -> None:
+    score = evaluate(default_index())
+    assert score.top1_rate >= 0.90, "\n".join(score.misses)
+    assert score.recognised_rate >= 0.90, "\n".join(score.misses)
+
+
+@pytest.mark.parametrize(
+    ("everyday", "notice_word"),
+    [
+        ("宝宝怎么交", "新生儿"),
+        ("交钱", "缴费"),
+        ("能用吗", "待遇"),
+        ("低保户", "低保对象"),
+        ("补交", "补缴"),
+        ("乌前旗", "乌拉特前旗"),
+        ("达旗", "达拉特旗"),
+        ("武隆", "凤山街道"),
+    ],
+)
+def test_everyday_words_reach_the_notices_words(everyday: str, notice_word: str) -> None:
+    assert notice_word in expand(everyday)
+
+
+def test_region_from_question() -> None:
+    index = default_index()
+    assert index.region_of("乌前旗监测户要交钱吗") == "wulateqianqi"
+    assert index.region_of("武隆这边二档多少钱") == "fengshan"
+    assert index.region_of("低保户交多少") is None
+
+
+def test_entry_figures_come_from_the_engine() -> None:
+    # 商洛市 二（二）: 低保对象 190 元定额资助 of the 380 元 standard (一（三）).
+    best = default_index().search("商洛低保户自己掏多少")[0]
+    assert best.kind == "entry" and best.clause == "二（二）" and "190" in best.answer
+
+
+def test_silence_is_said_with_the_office_to_ask() -> None:
+    best = default_index().search("通河住院报销比例多少")[0]
+    assert best.kind == "none" and best.office == "县医疗保障局"
+    assert "县医疗保障局" in best.answer
+
+
+def test_other_regions_and_other_insurance_are_outside() -> None:
+    assert default_index().search("北京居民医保怎么交")[0].kind == "out_of_scope"
+    assert default_index().search("单位缴费的职工医保交多少")[0].kind == "out_of_scope"
+
+
+def test_cli_faq_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["faq", "娃刚生下来咋交", "--region", "wulateqianqi", "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    assert answers and {"answer", "source", "clause", "score"} <= set(answers[0])
+    assert answers[0]["source"] == "002_ce69495518973dfd.txt"
+    assert answers[0]["clause"].startswith("一（三）")  # 新生儿出生90天内…
+    assert answers == sorted(answers, key=lambda a: -a["score"])
+
+
+def test_cli_faq_unknown_region(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["faq", "交多少", "--region", "atlantis"]) == 2
+    assert "可选" in capsys.readouterr().err
+
+
+# -- in the conversation ----------------------------------------------------------------
+
+
+def _chat(*events: object, staff: bool = False) -> tuple[State, list[str]]:
+    state, shown = State(), []
+    ctx = Context(default_library(), NOW, "zh-hans", staff=staff)
+    for event in events:
+        state, replies = handle(state, event, ctx)  # type: ignore[arg-type]
+        shown += [r.html for r in replies]
+    return state, shown
+
+
+def test_free_text_outside_a_step_is_a_question_and_the_region_is_asked() -> None:
+    state, shown = _chat(Text("低保户自己掏多少"))
+    assert "哪个地区" in shown[-1] and state.faq_question == "低保户自己掏多少"
+    state, shown = _chat(Text("低保户自己掏多少"), Press("faqregion:shangluo"))
+    assert "190" in shown[-1] and "〔二（二）〕" in shown[-1]
+
+
+def test_region_comes_from_the_last_conversation() -> None:
+    state, shown = _chat(
+        Command("start"),
+        Press("region:dalate"),
+        Text("1980-01-01"),
+        Press("cat:none"),
+        Text("2022-10-01"),
+        Text("低保户补多少"),
+    )
+    assert state.step == Step.QUOTED  # the quote is kept
+    assert "330" in shown[-1] and "先缴后补" in shown[-1]  # 达拉特旗 三（二）
+
+
+def test_faq_command_and_staff_extras() -> None:
+    _, shown = _chat(Command("faq"), Text("武隆凤山村参保任务数多少"), staff=False)
+    assert "请直接输入您的问题" in shown[0]
+    assert "1200" in shown[-1] and "工作人员" not in shown[-1]
+    _, staff = _chat(Command("faq"), Text("商洛低保户交多少"), staff=True)
+    assert "条款全文（工作人员可见）" in staff[-1]
+    assert "陕政办发〔2022〕24号" in staff[-1]  # the rest of 二（二）, beyond the quote
