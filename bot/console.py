@@ -9,7 +9,9 @@ import sys
 from typing import TextIO
 
 from bot.service import ConversationService
+from conversations.i18n import DEFAULT, localizer
 from conversations.state import Button, Command, Event, Press, Reply, Text
+from policies.text import N_
 
 CONSOLE_CHAT = 0
 _TAG = re.compile(r"</?(b|i|u|s|code|pre)>")
@@ -20,7 +22,7 @@ def plain(reply_html: str) -> str:
     return html.unescape(_TAG.sub("", reply_html))
 
 
-def show(replies: list[Reply], out: TextIO) -> list[Button]:
+def show(replies: list[Reply], out: TextIO, hint: str = "") -> list[Button]:
     buttons: list[Button] = []
     for reply in replies:
         out.write(plain(reply.html) + "\n")
@@ -31,8 +33,8 @@ def show(replies: list[Reply], out: TextIO) -> list[Button]:
                 cells.append(f"[{len(buttons)}] {b.label}")
             out.write("  " + "   ".join(cells) + "\n")
         out.write("\n")
-    if buttons:
-        out.write("（输入编号选择，或直接输入文字；/help 帮助，/quit 退出）\n")
+    if buttons and hint:
+        out.write(hint + "\n")
     out.flush()
     return buttons
 
@@ -57,14 +59,16 @@ async def run_console(
 
     if language is not None:  # --lang wins over a language chosen in an earlier session
         await process(Press(f"lang:{language}"))
-    buttons = show(await process(Command("start")), stdout)
+    loc = localizer(language or DEFAULT)
+    hint = loc.gettext(N_("（输入编号选择，或直接输入文字；/help 帮助，/quit 退出）"))
+    buttons = show(await process(Command("start")), stdout, hint)
     while True:
         stdout.write("> ")
         stdout.flush()
         line = await asyncio.to_thread(stdin.readline)
         if not line or line.strip() in _QUIT:
-            stdout.write("再见！\n")
+            stdout.write(loc.gettext(N_("再见！")) + "\n")
             return
         if not line.strip():
             continue
-        buttons = show(await process(to_event(line, buttons)), stdout)
+        buttons = show(await process(to_event(line, buttons)), stdout, hint)

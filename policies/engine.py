@@ -247,32 +247,12 @@ def _not_covered(notices: tuple[Notice, ...], applicant: Applicant) -> Quote:
     return Quote(
         region=latest.region.id,
         region_name=latest.region.name,
-        notice=None,
-        benefit_year=None,
-        window=None,
-        window_name=None,
         tier=applicant.tier,
         eligible=False,
         determined=True,
-        fee=None,
-        subsidy=None,
-        subsidy_category=None,
-        subsidy_mode=None,
-        payers=(),
-        pay_now=None,
-        net_cost=None,
-        benefit_start=None,
-        benefit_end=None,
-        channels=(),
-        registration=(),
         notes=(note,),
         trace=(Step("notice", note.text, None),),  # the CLI's Chinese
     )
-
-
-def _span(notice: Notice) -> str:
-    start, end = notice.window_span
-    return f"{start or '发文之日'} 至 {end}"
 
 
 def _subsidy_rank(pair: tuple[Category, int | None]) -> tuple[int, bool]:

@@ -1,8 +1,8 @@
 """Babel extractor for the policy words in the notice data files.
 
 Registered as the ``notices`` extraction method (pyproject entry point), used by
-``babel.cfg``. Yields the strings people read (names, notes, channel menu paths, ...),
-never the citations: quotes stay the notice's own words in every language.
+``babel.cfg``. Yields the strings people read (names, notes, channel menu paths, FAQ
+answers, ...), never the citations: quotes stay the notice's own words in every language.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ SHOWN = {
     "topic",
     "duties",
     "columns",
+    "answer",
 }
 HIDDEN = {"cite", "start_cite", "end_cite", "gives_cite", "subsidies_cite", "aliases"}
 
@@ -55,8 +56,12 @@ def extract_notices(
     fileobj: IO[bytes], keywords: Any, comment_tags: Any, options: dict[str, Any]
 ) -> Iterator[Extracted]:
     name = str(getattr(fileobj, "name", ""))
-    if name.endswith((".cases.yaml", ".faq.yaml")):  # tests and FAQ data are not notice data
+    if name.endswith(".cases.yaml"):  # test data, never shown
         return
     root = yaml.compose(fileobj.read().decode("utf-8"))
-    if root is not None:
+    if root is None:
+        return
+    if name.endswith(".faq.yaml"):  # answers are shown; questions only feed the search
+        yield from (x for x in _walk(root, None) if x[3] == ["notice data: answer"])
+    else:
         yield from _walk(root, None)

@@ -9,7 +9,7 @@ object.__setattr__, which costs a third of a quote; treat them as read-only all 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from policies.text import Msg
@@ -100,27 +100,28 @@ class AlternativeQuote:
 class Quote:
     region: str
     region_name: str
-    notice: str | None
-    benefit_year: int | None
-    window: str | None
-    window_name: str | None
-    tier: int | None
     eligible: bool
     determined: bool  # false where the notice is silent on this applicant and date
-    fee: int | None
-    subsidy: int | None
-    subsidy_category: str | None
-    subsidy_mode: str | None
-    payers: tuple[PayerShare, ...]
-    pay_now: int | None
-    net_cost: int | None
-    benefit_start: dt.date | None
-    benefit_end: dt.date | None
-    channels: tuple[ChannelInfo, ...]
-    registration: tuple[QuoteNote, ...]
     notes: tuple[QuoteNote, ...]
     trace: tuple[Step, ...]
-    alternatives: tuple[AlternativeQuote, ...] = field(default=())
+    # None: no notice covers the payment date, or the figure is not stated.
+    notice: str | None = None
+    benefit_year: int | None = None
+    window: str | None = None
+    window_name: str | None = None
+    tier: int | None = None
+    fee: int | None = None
+    subsidy: int | None = None
+    subsidy_category: str | None = None
+    subsidy_mode: str | None = None
+    payers: tuple[PayerShare, ...] = ()
+    pay_now: int | None = None
+    net_cost: int | None = None
+    benefit_start: dt.date | None = None
+    benefit_end: dt.date | None = None
+    channels: tuple[ChannelInfo, ...] = ()
+    registration: tuple[QuoteNote, ...] = ()
+    alternatives: tuple[AlternativeQuote, ...] = ()
 
     @property
     def citations(self) -> tuple[SourceRef, ...]:

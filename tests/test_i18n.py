@@ -109,17 +109,20 @@ def test_dates_money_and_clauses_follow_the_locale() -> None:
 
 def _outside_quotes_and_brackets(text: str) -> str:
     """What remains once the notice's own words are removed: quotes and bracketed names."""
-    text = re.sub(r"“[^”]*”", "", text)
     previous = None
-    while previous != text:  # nested brackets, e.g. names inside a parenthesised term
+    while previous != text:  # innermost first: quotes within quotes, names within terms
         previous = text
-        text = re.sub(r"\([^()]*\)|（[^（）]*）|〔[^〔〕]*〕", "", text)
+        text = re.sub(r"“[^“”]*”|\([^()]*\)|（[^（）]*）|〔[^〔〕]*〕", "", text)
     return text
 
 
 def _lines(replies: list[Reply]) -> list[str]:
+    # Language buttons name each language in itself (简体中文, 繁體中文, English), as usual.
     text = "\n".join(
-        r.html + "\n" + "\n".join(b.label for row in r.buttons for b in row) for r in replies
+        r.html
+        + "\n"
+        + "\n".join(b.label for row in r.buttons for b in row if not b.data.startswith("lang:"))
+        for r in replies
     )
     return [line for line in _outside_quotes_and_brackets(text).splitlines() if line.strip()]
 
