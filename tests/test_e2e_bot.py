@@ -473,7 +473,7 @@ def run_scenario(chat: Chat, sc: Scenario, case: JSONDict) -> JSONDict:
         reply = chat.press(f"pay:{paid.isoformat()}")
     else:
         reply = chat.send(DATE_FORMATS[sc.payment](paid))
-    assert f"缴费日期：{paid.isoformat()}" in reply["text"], reply["text"]
+    assert f"缴费日期：{paid.year}年{paid.month}月{paid.day}日" in reply["text"], reply["text"]
     return reply
 
 
