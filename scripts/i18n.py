@@ -81,7 +81,7 @@ def fill() -> None:
                 message.string = s2t.convert(message.id)
                 message.user_comments = [*message.user_comments, GENERATED]
         with path.open("wb") as fh:
-            write_po(fh, catalog, width=100, omit_header=False, no_location=True)
+            write_po(fh, catalog, omit_header=False, no_location=True)
 
 
 def check() -> int:
