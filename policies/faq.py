@@ -29,7 +29,7 @@ from pydantic import Field
 from policies.engine import quote
 from policies.lint import FAMILIES
 from policies.loader import NOTICES_DIR, Library, default_library
-from policies.models import Citation, Notice, Strict
+from policies.models import Citation, Notice, Slug, Strict
 from policies.quote import Applicant
 from policies.text import N_, Msg, Param, Term, Terms
 
@@ -81,7 +81,7 @@ class Compute(Strict):
 
 
 class FaqEntry(Strict):
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: Slug
     questions: list[str] = Field(min_length=1)
     answer: str = Field(min_length=2)
     cite: Citation

@@ -11,11 +11,11 @@ live in ``policies.lint``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Slug = str  # lower-case ascii identifier, checked by the pattern on each field
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")]  # ids: ascii, lower case
 
 
 class Strict(BaseModel):
@@ -48,14 +48,14 @@ class Note(Strict):
 
 
 class Office(Strict):
-    id: Slug = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: Slug
     name: str
     duties: str
     cite: Citation
 
 
 class Region(Strict):
-    id: Slug = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: Slug
     name: str = Field(description="as the notice writes it, e.g. 凤山街道")
     full_name: str
     aliases: list[str] = Field(min_length=1)
@@ -147,7 +147,7 @@ class Subsidy(Strict):
 class Category(Strict):
     """An identity or situation the notice treats differently, in the notice's own words."""
 
-    id: Slug = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: Slug
     name: str
     aliases: list[str] = []
     cite: Citation
@@ -217,7 +217,7 @@ class Rule(Strict):
 class Window(Strict):
     """A span of payment dates and the rules for paying in it, first matching rule wins."""
 
-    id: Slug = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: Slug
     name: str
     start: dt.date | None = Field(description="null: from the notice's issue (即日起)")
     end: dt.date
@@ -267,14 +267,14 @@ class MultipleCategories(Strict):
 class Fact(Strict):
     """A further fact staff are asked about (reimbursement, deductible, targets, ...)."""
 
-    id: Slug = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: Slug
     topic: str
     text: str
     cite: Citation
 
 
 class Table(Strict):
-    id: Slug = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    id: Slug
     title: str
     columns: list[str] = Field(min_length=1)
     rows: list[list[str]] = Field(min_length=1)
@@ -288,7 +288,7 @@ class Table(Strict):
 
 
 class Notice(Strict):
-    id: Slug = Field(pattern=r"^[a-z][a-z0-9_]*-\d{4}$")
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*-\d{4}$")  # <region>-<benefit year>
     region: Region
     document: Document
     benefit_year: int = Field(ge=2000, le=2100)
