@@ -90,8 +90,17 @@ def handle(state: State, event: Event, ctx: Context) -> Result:
     state = state.model_copy(update={"categories": list(state.categories), "last_replies": []})
     ctx = replace(ctx, locale=state.lang or negotiate(ctx.language_code))
     if _expired(state, ctx) and not isinstance(event, Command):
-        fresh = State(step=Step.REGION, updated_at=ctx.now, lang=state.lang)
-        return fresh, [_ask(fresh, ctx, prefix=ctx.say("expired", minutes=30))]
+        if state.step in (Step.QUOTED, Step.FAQ):
+            # Nothing half-answered: forget the birth date and identity, and go on with
+            # the event (a question is still answered, for the region last asked about).
+            state = State(
+                step=Step.FAQ if state.step == Step.FAQ else Step.IDLE,
+                lang=state.lang,
+                faq_region=state.faq_region or state.region,
+            )
+        else:
+            fresh = State(step=Step.REGION, updated_at=ctx.now, lang=state.lang)
+            return fresh, [_ask(fresh, ctx, prefix=ctx.say("expired", minutes=30))]
     state, replies = _dispatch(state, event, ctx)
     state.updated_at = ctx.now
     return state, replies

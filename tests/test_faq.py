@@ -129,3 +129,21 @@ def test_faq_command_and_staff_extras() -> None:
     _, staff = _chat(Command("faq"), Text("商洛低保户交多少"), staff=True)
     assert "条款全文（工作人员可见）" in staff[-1]
     assert "陕政办发〔2022〕24号" in staff[-1]  # the rest of 二（二）, beyond the quote
+
+
+def test_a_question_after_30_idle_minutes_is_answered_and_the_quote_forgotten() -> None:
+    ctx = Context(default_library(), NOW, "zh-hans")
+    state = State()
+    for event in (
+        Command("start"),
+        Press("region:dalate"),
+        Text("1980-01-01"),
+        Press("cat:dibao"),
+        Press("cat:done"),
+        Text("2022-10-01"),
+    ):
+        state, _ = handle(state, event, ctx)
+    later = Context(default_library(), NOW + dt.timedelta(minutes=45), "zh-hans")
+    state, replies = handle(state, Text("低保户补多少"), later)
+    assert "330" in replies[-1].html  # 达拉特旗 三（二）, the region last used
+    assert state.birth_date is None and state.categories == []
