@@ -39,6 +39,7 @@ from policies.text import N_
 IDLE_LIMIT = dt.timedelta(minutes=30)
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
 BACK, RESTART, EDIT = N_("⬅️ 返回"), N_("🔄 重新开始"), N_("✏️ 修改某项")
+ASK = N_("❓ 问问题")
 
 _DONE_WORDS = ("完成", "好了", "好的", "确定", "就这些", "没有了", "ok", "OK")
 _NONE_WORDS = ("以上都不是", "都不是", "没有", "无", "普通", "一般", "不是")
@@ -77,7 +78,7 @@ class Context:
         return Button(label=self.gettext(label), data=data)
 
     def nav(self, *which: str) -> list[Button]:
-        data = {BACK: "back", RESTART: "restart", EDIT: "edit"}
+        data = {BACK: "back", RESTART: "restart", EDIT: "edit", ASK: "faq"}
         return [self.button(label, data[label]) for label in which]
 
 
@@ -125,6 +126,8 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
             return _on_language(state, event.data.removeprefix("lang:"), ctx)
         if event.data == "back":
             return _back(state, ctx)
+        if event.data == "faq":
+            return _on_command(state, Command("faq"), ctx)
         if event.data == "edit" or event.data.startswith("edit:"):
             return _on_edit(state, event, ctx)
         if not event.data.startswith(_BUTTONS.get(state.step, ("\0",))):
@@ -495,7 +498,7 @@ def _quote(state: State, ctx: Context) -> Result:
 
 def render_quote(q: Quote, state: State, ctx: Context) -> Reply:
     notice = _notice(ctx, q.notice)
-    buttons = [ctx.nav(EDIT, RESTART)]
+    buttons = [ctx.nav(EDIT, RESTART), ctx.nav(ASK)]
     if q.notice is None:
         offer = ctx.gettext(N_("按{year}年度试算（{date}）"))
         buttons = [

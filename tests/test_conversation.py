@@ -181,7 +181,9 @@ def test_quote_shangluo_low_income_in_concentrated_period() -> None:
     assert "现在需缴：190元" in reply.html
     assert "2024年1月1日 至 2024年12月31日" in reply.html
     assert "〔二（二）〕" in reply.html and "004_2e7c0db1526c3ad3.txt" in reply.html
-    assert set(buttons(reply)) >= {"edit", "restart"}
+    assert set(buttons(reply)) >= {"edit", "restart", "faq"}
+    reply = chat.press("faq")  # the quote offers a question, too
+    assert chat.step() == Step.FAQ and "请直接输入您的问题" in reply.html
 
 
 def test_quote_dalate_pay_first_then_reimbursed() -> None:
