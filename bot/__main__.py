@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import sys
+from typing import NoReturn
 
 from bot.config import Settings
-from bot.console import run_console
+from bot.console import plain, run_console
 from bot.service import ConversationService
 from bot.storage import Store
-from conversations.i18n import LOCALES
+from conversations import announcements
+from conversations.i18n import LANGUAGE_NAMES, LOCALES
 from policies.loader import default_library
 
 
@@ -26,13 +29,72 @@ async def _console(settings: Settings, language: str | None) -> None:
         await store.close()
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"错误：参数有误：{message}；用法见 {self.prog} --help", file=sys.stderr)
+        sys.exit(2)
+
+
+def _day(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"不是有效日期：{value!r}（格式 YYYY-MM-DD）") from None
+
+
+def broadcast(argv: list[str]) -> int:
+    """``python -m bot broadcast --template T --region R --dry-run``: the announcement per
+    language. Queuing (without --dry-run) needs the broadcast store, not in this build."""
+    parser = _OneLineParser(prog="python -m bot broadcast", description="按模板向地区居民发送公告")
+    parser.add_argument("--template", required=True, help="、".join(announcements.TEMPLATES))
+    parser.add_argument("--region", required=True, help="地区 id，如 shangluo")
+    parser.add_argument("--dry-run", action="store_true", help="只显示各语言的公告文本，不发送")
+    parser.add_argument("--date", type=_day, help="发送日期（deadline 按它倒数），YYYY-MM-DD")
+    parser.add_argument("--days", type=int, help="deadline：距截止的天数（默认按 --date 计算或 7）")
+    args = parser.parse_args(argv)
+    library = default_library()
+    notices = {n.region.id: n for n in library.regions()}
+
+    def fail(message: str) -> int:
+        print(f"错误：{message}", file=sys.stderr)
+        return 2
+
+    if args.template not in announcements.TEMPLATES:
+        accepted = "、".join(announcements.TEMPLATES)
+        return fail(f"未知模板 {args.template!r}；可选：{accepted}")
+    notice = notices.get(args.region)
+    if notice is None:
+        return fail(f"未知地区 {args.region!r}；可选：{'、'.join(notices)}")
+    reason = announcements.available(notice)[args.template]
+    if reason is not None:
+        ok = "、".join(announcements.supported(notice))
+        return fail(f"{reason.zh()}；{notice.region.id} 可用的模板：{ok}")
+    if not args.dry_run:
+        return fail("排队发送需要广播存储（broadcast store），本版本尚未提供；请加 --dry-run 预览")
+    try:
+        texts = {
+            locale: announcements.render(args.template, notice, locale, args.date, args.days)
+            for locale in LOCALES
+        }
+    except announcements.Unavailable as exc:
+        return fail(exc.reason.zh())
+    for locale, text in texts.items():
+        print(f"===== {locale} ({LANGUAGE_NAMES[locale]}) =====")
+        print(plain(text))
+        print()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["broadcast"]:
+        return broadcast(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description="居民医保缴费助手")
     parser.add_argument("--console", action="store_true", help="在终端中运行（不连接 Telegram）")
     parser.add_argument(
         "--lang", choices=LOCALES, help="界面语言 / language (zh_Hans, zh_Hant, en)"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     settings = Settings()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
