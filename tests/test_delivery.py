@@ -10,12 +10,11 @@ import asyncio
 import itertools
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from botapi_stub import BotApiStub
-from pg_server import postgres_server
 from sqlalchemy import delete
 from sqlalchemy.engine import Connection
 from telegram import Bot
@@ -82,27 +81,17 @@ def assert_paced(times_by_chat: list[tuple[float, int]], per_second: int, per_ch
 # ---------------------------------------------------------------------- storage fixtures
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
 def _wipe(conn: Connection) -> None:
     for table in reversed(TABLES):
         conn.execute(delete(table))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def bstore(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BroadcastStore]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    store = Store(url)
+@pytest.fixture
+async def bstore(database_url: str) -> AsyncIterator[BroadcastStore]:
+    store = Store(database_url)
     await store.init()  # the broadcast tables are on the same metadata
     yield BroadcastStore(store)
-    await store._run(_wipe, commit=True)  # the server is shared by the module
+    await store._run(_wipe, commit=True)  # the server is shared by the whole run
     await store.close()
 
 

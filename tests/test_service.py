@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
 
 import pytest
-from pg_server import postgres_server
 
 from bot.service import ConversationService
 from bot.storage import Store
@@ -19,22 +17,12 @@ from policies.loader import default_library
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/bot.db"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    s = Store(url)
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store(database_url)
     await s.init()
     yield s
-    await s.purge(dt.datetime.max.replace(tzinfo=dt.UTC))  # the server is shared by the module
+    await s.purge(dt.datetime.max.replace(tzinfo=dt.UTC))  # the server is shared by the whole run
     await s.close()
 
 
