@@ -301,7 +301,7 @@ def _on_region(state: State, event: Event, ctx: Context) -> Result:
         if not ctx.library.for_region(region):
             return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
     elif isinstance(event, Text):
-        region = match_region(ctx.library, event.text)
+        region = ctx.library.region_in(event.text)
         if region is None:
             return state, [_ask(state, ctx, prefix=ctx.say("bad_region", text=event.text))]
     else:
@@ -421,7 +421,7 @@ def _on_faq(state: State, event: Event, ctx: Context) -> Result:
         return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
     index = default_index()
     question = event.text.strip()
-    region = index.region_of(question) or state.faq_region or state.region
+    region = ctx.library.region_in(question) or state.faq_region or state.region
     if region is None:
         first = index.search(question)[0]
         if first.kind != "out_of_scope":  # which region's notice answers it? ask
@@ -549,17 +549,6 @@ def _document(notice: Notice, ctx: Context) -> str:
 
 
 # -- matching what people type ----------------------------------------------------------
-
-
-def match_region(library: Library, text: str) -> str | None:
-    text = text.strip()
-    best: tuple[int, str] | None = None
-    for notice in library.regions():
-        for alias in (notice.region.name, *notice.region.aliases):
-            hit = alias and (alias in text or text.lower() == alias.lower())
-            if hit and (best is None or len(alias) > best[0]):
-                best = (len(alias), notice.region.id)
-    return best[1] if best else None
 
 
 def match_categories(categories: list[Category], text: str) -> list[str]:

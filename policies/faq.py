@@ -295,18 +295,10 @@ class FaqIndex:
         n, df = len(self.docs), self.df.get(term, 0)
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    def region_of(self, question: str) -> str | None:
-        best: tuple[int, str] | None = None
-        for region_id, notice in self.regions.items():
-            for alias in (notice.region.name, *notice.region.aliases):
-                if alias in question and (best is None or len(alias) > best[0]):
-                    best = (len(alias), region_id)
-        return best[1] if best else None
-
     def search(self, question: str, region: str | None = None, limit: int = 3) -> list[Answer]:
         """Best answers first; a single explanatory answer when the notices do not answer."""
         question = question.strip()
-        asked = self.region_of(question)
+        asked = self.library.region_in(question)
         terms = _terms()
         if asked is None and any(place in question for place in terms.other_places):
             msgid = N_("这个问题问的是其他地区；我只收录了这些地区的通知：{regions}。")

@@ -33,6 +33,17 @@ class Library:
     def for_region(self, region_id: str) -> tuple[Notice, ...]:
         return self.by_region.get(region_id, ())
 
+    def region_in(self, text: str) -> str | None:
+        """The region a text names (the longest alias found wins), or None."""
+        text = text.strip()
+        best: tuple[int, str] | None = None
+        for notice in self.regions():
+            for alias in (notice.region.name, *notice.region.aliases):
+                hit = alias in text or text.lower() == alias.lower()
+                if hit and (best is None or len(alias) > best[0]):
+                    best = (len(alias), notice.region.id)
+        return best[1] if best else None
+
     def regions(self) -> list[Notice]:
         """One notice per region (the latest benefit year), in file order."""
         latest: dict[str, Notice] = {}

@@ -53,10 +53,10 @@ def test_everyday_words_reach_the_notices_words(everyday: str, notice_word: str)
 
 
 def test_region_from_question() -> None:
-    index = default_index()
-    assert index.region_of("乌前旗监测户要交钱吗") == "wulateqianqi"
-    assert index.region_of("武隆这边二档多少钱") == "fengshan"
-    assert index.region_of("低保户交多少") is None
+    library = default_library()
+    assert library.region_in("乌前旗监测户要交钱吗") == "wulateqianqi"
+    assert library.region_in("武隆这边二档多少钱") == "fengshan"
+    assert library.region_in("低保户交多少") is None
 
 
 def test_entry_figures_come_from_the_engine() -> None:
