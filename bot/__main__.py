@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import sys
-from typing import NoReturn
 
 from bot.config import Settings
 from bot.console import plain, run_console
@@ -16,6 +14,7 @@ from bot.service import ConversationService
 from bot.storage import Store
 from conversations import announcements
 from conversations.i18n import LANGUAGE_NAMES, LOCALES
+from policies.cli import OneLineParser, UsageError, iso_date
 from policies.loader import default_library
 
 
@@ -29,35 +28,25 @@ async def _console(settings: Settings, language: str | None) -> None:
         await store.close()
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"错误：参数有误：{message}；用法见 {self.prog} --help", file=sys.stderr)
-        sys.exit(2)
-
-
-def _day(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"不是有效日期：{value!r}（格式 YYYY-MM-DD）") from None
-
-
 def broadcast(argv: list[str]) -> int:
     """``python -m bot broadcast --template T --region R --dry-run``: the announcement per
     language. Queuing (without --dry-run) needs the broadcast store, not in this build."""
-    parser = _OneLineParser(prog="python -m bot broadcast", description="按模板向地区居民发送公告")
+    parser = OneLineParser(prog="python -m bot broadcast", description="按模板向地区居民发送公告")
     parser.add_argument("--template", required=True, help="、".join(announcements.TEMPLATES))
     parser.add_argument("--region", required=True, help="地区 id，如 shangluo")
     parser.add_argument("--dry-run", action="store_true", help="只显示各语言的公告文本，不发送")
-    parser.add_argument("--date", type=_day, help="发送日期（deadline 按它倒数），YYYY-MM-DD")
+    parser.add_argument("--date", type=iso_date, help="发送日期（deadline 按它倒数），YYYY-MM-DD")
     parser.add_argument("--days", type=int, help="deadline：距截止的天数（默认按 --date 计算或 7）")
-    args = parser.parse_args(argv)
-    library = default_library()
-    notices = {n.region.id: n for n in library.regions()}
 
-    def fail(message: str) -> int:
+    def fail(message: object) -> int:
         print(f"错误：{message}", file=sys.stderr)
         return 2
+
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:  # one line on stderr, as `python -m policies` does
+        return fail(err)
+    notices = {n.region.id: n for n in default_library().regions()}
 
     if args.template not in announcements.TEMPLATES:
         accepted = "、".join(announcements.TEMPLATES)

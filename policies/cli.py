@@ -23,13 +23,13 @@ class UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, in Chinese first, with the usage hint instead of argparse's multi-line usage.
         raise UsageError(f"参数有误：{message}；用法见 {self.prog} --help")
 
 
-def _date(value: str) -> dt.date:
+def iso_date(value: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value) if len(value) == 10 else _bad_date(value)
     except ValueError:
@@ -41,8 +41,8 @@ def _bad_date(value: str) -> NoReturn:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m policies", description="居民医保通知数据与缴费计算")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = OneLineParser(prog="python -m policies", description="居民医保通知数据与缴费计算")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     r = sub.add_parser("regions", help="已载入的地区")
     r.add_argument("--json", action="store_true")
     c = sub.add_parser("categories", help="某地区通知列明的身份类别")
@@ -50,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     q = sub.add_parser("quote", help="计算应缴金额、资助和待遇期")
     q.add_argument("--region", required=True)
-    q.add_argument("--birth-date", required=True, type=_date)
-    q.add_argument("--date", required=True, type=_date, help="缴费日期")
+    q.add_argument("--birth-date", required=True, type=iso_date)
+    q.add_argument("--date", required=True, type=iso_date, help="缴费日期")
     q.add_argument("--category", action="append", default=[])
     q.add_argument("--tier", type=int)
     q.add_argument("--json", action="store_true")
@@ -81,11 +81,15 @@ def _regions(lib: Library, as_json: bool) -> int:
     return 0
 
 
-def _categories(lib: Library, region: str, as_json: bool) -> int:
-    notices = lib.for_region(region)
-    if not notices:
+def _require_region(lib: Library, region: str) -> None:
+    if not lib.for_region(region):
         accepted = "、".join(n.region.id for n in lib.regions())
         raise UsageError(f"未知地区 {region!r}；可选：{accepted}")
+
+
+def _categories(lib: Library, region: str, as_json: bool) -> int:
+    _require_region(lib, region)
+    notices = lib.for_region(region)
     seen: dict[str, str] = {}
     for notice in notices:
         for cat in notice.categories:
@@ -160,9 +164,8 @@ def _quote(lib: Library, args: argparse.Namespace) -> int:
 def _faq(lib: Library, args: argparse.Namespace) -> int:
     from policies.faq import default_index  # jieba loads its dictionary: only when asked
 
-    if args.region is not None and not lib.for_region(args.region):
-        accepted = "、".join(n.region.id for n in lib.regions())
-        raise UsageError(f"未知地区 {args.region!r}；可选：{accepted}")
+    if args.region is not None:
+        _require_region(lib, args.region)
     answers = default_index().search(args.question, args.region, args.limit)
     if args.json:
         _emit([a.to_json() for a in answers])
