@@ -438,7 +438,8 @@ def _on_faq(state: State, event: Event, ctx: Context) -> Result:
 def answer_question(question: str, region: str | None, state: State, ctx: Context) -> Reply:
     answers = default_index().search(question, region)
     best = answers[0]
-    notice = next((n for n in ctx.library.for_region(best.region or "")), None)
+    # The notice the answer comes from (a region may have several benefit years).
+    notice = next((n for n in ctx.library.notices if n.document.file == best.source), None)
     clause_text, table = None, None
     if ctx.staff and notice is not None and best.clause:
         text = ctx.library.texts[notice.document.file]
