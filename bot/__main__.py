@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import sys
 
@@ -13,30 +14,38 @@ from bot.console import plain, run_console
 from bot.service import ConversationService
 from bot.storage import Store
 from conversations import announcements
-from conversations.i18n import LANGUAGE_NAMES, LOCALES
+from conversations.i18n import DEFAULT, LANGUAGE_NAMES, LOCALES
+from conversations.state import QueueBroadcast
 from policies.cli import OneLineParser, UsageError, iso_date
 from policies.loader import default_library
+from policies.models import Notice
 
 
-async def _console(settings: Settings, language: str | None) -> None:
+async def _console(settings: Settings, language: str | None, staff: bool) -> None:
     store = Store(settings.database_url)
     await store.init()
     try:
         service = ConversationService(store, default_library(), settings.timezone)
-        await run_console(service, language=language)
+        await run_console(service, language=language, staff=staff)
     finally:
         await store.close()
 
 
 def broadcast(argv: list[str]) -> int:
     """``python -m bot broadcast --template T --region R --dry-run``: the announcement per
-    language. Queuing (without --dry-run) needs the broadcast store, not in this build."""
+    language; without ``--dry-run`` it is queued for the running bot to send."""
     parser = OneLineParser(prog="python -m bot broadcast", description="按模板向地区居民发送公告")
     parser.add_argument("--template", required=True, help="、".join(announcements.TEMPLATES))
     parser.add_argument("--region", required=True, help="地区 id，如 shangluo")
     parser.add_argument("--dry-run", action="store_true", help="只显示各语言的公告文本，不发送")
     parser.add_argument("--date", type=iso_date, help="发送日期（deadline 按它倒数），YYYY-MM-DD")
     parser.add_argument("--days", type=int, help="deadline：距截止的天数（默认按 --date 计算或 7）")
+    parser.add_argument(
+        "--staff-id",
+        type=int,
+        help="排队发送时必填：发送人的 Telegram 用户 id（须在 STAFF_IDS 中）",
+    )
+    parser.add_argument("--key", help="请求键：同一个键只排队一次，脚本可放心重跑")
 
     def fail(message: object) -> int:
         print(f"错误：{message}", file=sys.stderr)
@@ -59,7 +68,14 @@ def broadcast(argv: list[str]) -> int:
         ok = "、".join(announcements.supported(notice))
         return fail(f"{reason.zh()}；{notice.region.id} 可用的模板：{ok}")
     if not args.dry_run:
-        return fail("排队发送需要广播存储（broadcast store），本版本尚未提供；请加 --dry-run 预览")
+        settings = Settings()
+        if args.staff_id is None or args.staff_id not in settings.staff_ids:
+            return fail("排队发送需要 --staff-id，且该 id 须在 STAFF_IDS 中；只预览请加 --dry-run")
+        if args.days is not None:
+            return fail("--days 只用于 --dry-run 预览；排队发送时按 --date（默认今天）计算剩余天数")
+        return asyncio.run(
+            _queue(settings, args.template, notice, args.date, args.staff_id, args.key)
+        )
     try:
         texts = {
             locale: announcements.render(args.template, notice, locale, args.date, args.days)
@@ -74,6 +90,39 @@ def broadcast(argv: list[str]) -> int:
     return 0
 
 
+async def _queue(
+    settings: Settings,
+    template: str,
+    notice: Notice,
+    day: dt.date | None,
+    staff_id: int,
+    key: str | None,
+) -> int:
+    store = Store(settings.database_url)
+    await store.init()
+    try:
+        service = ConversationService(store, default_library(), settings.timezone)
+        day = day or service.clock().date()
+        action = QueueBroadcast(
+            template=template,
+            region=notice.region.id,
+            day=day,
+            key=f"cli:{key}" if key else f"cli:{service.clock().isoformat()}",
+        )
+        progress = await service.queue(action, staff_id, None, DEFAULT, notice)
+    finally:
+        await store.close()
+    if progress is None:
+        print(f"错误：{notice.region.id} 在 {day} 没有可提醒的截止日期", file=sys.stderr)
+        return 2
+    print(
+        f"已排队公告 #{progress.broadcast_id}（{template}，{notice.region.id}）："
+        f"{progress.total} 位订阅者；运行中的机器人会按速率发送，"
+        "用 /broadcast_status 查看进度。"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     if args_in[:1] == ["broadcast"]:
@@ -82,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--console", action="store_true", help="在终端中运行（不连接 Telegram）")
     parser.add_argument(
         "--lang", choices=LOCALES, help="界面语言 / language (zh_Hans, zh_Hant, en)"
+    )
+    parser.add_argument(
+        "--staff",
+        action="store_true",
+        help="终端模式下以工作人员身份使用（/broadcast 等；公告排队后由联网的机器人发送）",
     )
     args = parser.parse_args(args_in)
     settings = Settings()
@@ -94,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.console:
             print("未配置 BOT_TOKEN，以终端模式运行。(No BOT_TOKEN: console mode.)\n")
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_console(settings, args.lang))
+            asyncio.run(_console(settings, args.lang, args.staff))
         return 0
     from bot.telegram_app import run
 

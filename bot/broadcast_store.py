@@ -42,8 +42,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from bot.storage import Store, metadata
+from conversations.broadcast import Progress
 
 subscriptions = Table(
     "subscriptions",
@@ -67,6 +69,11 @@ broadcasts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("status", Text, nullable=False),  # queued | sending | done | cancelled
     Column("total", Integer, nullable=False),
+    # Who asked and what for (e.g. a staff member's preview, a reminder's date): queuing
+    # the same key again returns the broadcast queued the first time.
+    Column("request_key", Text, unique=True),
+    Column("notify_chat", BigInteger),  # progress messages go here
+    Column("notify_language", Text),
 )
 
 broadcast_texts = Table(
@@ -98,6 +105,8 @@ deliveries = Table(
     # pending | inflight | sent | failed | unsubscribed
     Column("status", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
+    # A text longer than one Telegram message goes in parts; those sent are not repeated.
+    Column("parts_sent", Integer, nullable=False, default=0),
     Column("last_error", Text),  # an exception class name, never message text or user data
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_deliveries_status", "status", "broadcast_id", "chat_id"),
@@ -114,7 +123,16 @@ audit = Table(
     Column("detail", Text, nullable=False),
 )
 
-TABLES = (subscriptions, broadcasts, broadcast_texts, deliveries, audit)
+reminder_settings = Table(
+    "reminder_settings",
+    metadata,
+    Column("region", Text, primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("changed_by", BigInteger, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+TABLES = (subscriptions, broadcasts, broadcast_texts, deliveries, audit, reminder_settings)
 ACTIVE_BROADCAST = ("queued", "sending")
 UNFINISHED = ("pending", "inflight")
 
@@ -136,26 +154,46 @@ class Claimed:
     broadcast_id: int
     chat_id: int
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    broadcast_id: int
-    status: str  # the broadcast's: queued | sending | done | cancelled
-    total: int
-    pending: int = 0
-    inflight: int = 0
-    sent: int = 0
-    failed: int = 0
-    unsubscribed: int = 0
-
-    @property
-    def remaining(self) -> int:
-        return self.pending + self.inflight
+    parts_sent: int = 0
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _progress(ids: list[int]) -> Callable[[Connection], list[Progress]]:
+    """The broadcasts ``ids`` with their counts per delivery status, in that order."""
+
+    def work(conn: Connection) -> list[Progress]:
+        if not ids:
+            return []
+        heads = {
+            int(row.id): row
+            for row in conn.execute(select(broadcasts).where(broadcasts.c.id.in_(ids)))
+        }
+        counts: dict[int, dict[str, int]] = {i: {} for i in heads}
+        for row in conn.execute(
+            select(deliveries.c.broadcast_id, deliveries.c.status, func.count().label("n"))
+            .where(deliveries.c.broadcast_id.in_(ids))
+            .group_by(deliveries.c.broadcast_id, deliveries.c.status)
+        ):
+            counts[int(row.broadcast_id)][row.status] = int(row.n)
+        return [
+            Progress(
+                i,
+                heads[i].status,
+                int(heads[i].total),
+                **counts[i],
+                template=heads[i].template,
+                region=heads[i].region,
+                notify_chat=heads[i].notify_chat,
+                notify_language=heads[i].notify_language,
+            )
+            for i in ids
+            if i in heads
+        ]
+
+    return work
 
 
 class BroadcastStore:
@@ -206,9 +244,33 @@ class BroadcastStore:
 
         await self.store._run(work, commit=True)
 
-    async def unsubscribe(self, chat_id: int) -> bool:
-        """False when the chat was not subscribed."""
-        return await self.store._run(self._deactivate(chat_id), commit=True)
+    async def unsubscribe(self, chat_id: int) -> str | None:
+        """End the chat's subscription; the region it was for, None when there was none."""
+        deactivate = self._deactivate(chat_id)
+
+        def work(conn: Connection) -> str | None:
+            region = conn.execute(
+                select(subscriptions.c.region).where(
+                    subscriptions.c.chat_id == chat_id, subscriptions.c.active.is_(True)
+                )
+            ).scalar()
+            deactivate(conn)
+            return None if region is None else str(region)
+
+        return await self.store._run(work, commit=True)
+
+    async def set_language(self, chat_id: int, language: str) -> None:
+        """The chat chose another language: its announcements follow (no-op if unsubscribed)."""
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.chat_id == chat_id)
+                .values(language=language, updated_at=now)
+            )
+
+        await self.store._run(work, commit=True)
 
     def _deactivate(self, chat_id: int) -> Callable[[Connection], bool]:
         now = self._clock()
@@ -250,19 +312,34 @@ class BroadcastStore:
     # ------------------------------------------------------------------ broadcasts
 
     async def queue_broadcast(
-        self, template: str, region: str, created_by: int, texts: Texts
+        self,
+        template: str,
+        region: str,
+        created_by: int,
+        texts: Texts,
+        *,
+        request_key: str | None = None,
+        notify_chat: int | None = None,
+        notify_language: str | None = None,
     ) -> int:
         """Queue a broadcast to every active subscriber of ``region``; returns its id.
 
         ``texts`` gives the text for each recipient language (a callable is called once per
         language present, in the database transaction, so it must be synchronous). The
         broadcast, its texts, one ``pending`` row per recipient and the audit record are
-        written in one transaction: either all of it is queued or nothing is.
+        written in one transaction: either all of it is queued or nothing is. With a
+        ``request_key`` already used, nothing is queued and the first broadcast's id returned.
         """
         now = self._clock()
         render = texts if callable(texts) else texts.__getitem__
 
         def work(conn: Connection) -> int:
+            if request_key is not None:
+                found = conn.execute(
+                    select(broadcasts.c.id).where(broadcasts.c.request_key == request_key)
+                ).scalar()
+                if found is not None:
+                    return int(found)
             result = conn.execute(
                 insert(broadcasts).values(
                     template=template,
@@ -271,6 +348,9 @@ class BroadcastStore:
                     created_at=now,
                     status="queued",
                     total=0,
+                    request_key=request_key,
+                    notify_chat=notify_chat,
+                    notify_language=notify_language,
                 )
             )
             (broadcast_id,) = result.inserted_primary_key or (None,)
@@ -291,11 +371,20 @@ class BroadcastStore:
                 subscriptions.c.language,
                 literal("pending", Text),
                 literal(0, Integer),
+                literal(0, Integer),
                 literal(now, DateTime(timezone=True)),
             ).where(audience)
             copied = conn.execute(
                 insert(deliveries).from_select(
-                    ["broadcast_id", "chat_id", "language", "status", "attempts", "updated_at"],
+                    [
+                        "broadcast_id",
+                        "chat_id",
+                        "language",
+                        "status",
+                        "attempts",
+                        "parts_sent",
+                        "updated_at",
+                    ],
                     chosen,
                 )
             )
@@ -316,7 +405,48 @@ class BroadcastStore:
             )
             return broadcast_id
 
-        return await self.store._run(work, commit=True)
+        try:
+            return await self.store._run(work, commit=True)
+        except IntegrityError:
+            if request_key is None:
+                raise
+            # The same request queued concurrently won the unique key: return its broadcast.
+            return await self.store._run(work, commit=True)
+
+    async def audience(self, region: str) -> dict[str, int]:
+        """Active subscribers of ``region`` per language."""
+
+        def work(conn: Connection) -> dict[str, int]:
+            rows = conn.execute(
+                select(subscriptions.c.language, func.count().label("n"))
+                .where(subscriptions.c.region == region, subscriptions.c.active.is_(True))
+                .group_by(subscriptions.c.language)
+            )
+            return {row.language: int(row.n) for row in rows}
+
+        return await self.store._run(work, commit=False)
+
+    async def texts(self, broadcast_id: int) -> dict[str, str]:
+        """The broadcast's text per recipient language, as queued."""
+
+        def work(conn: Connection) -> dict[str, str]:
+            rows = conn.execute(
+                select(broadcast_texts.c.language, broadcast_texts.c.text).where(
+                    broadcast_texts.c.broadcast_id == broadcast_id
+                )
+            )
+            return {row.language: row.text for row in rows}
+
+        return await self.store._run(work, commit=False)
+
+    async def queued(self, request_key: str) -> bool:
+        """Whether a broadcast with this request key exists (e.g. a reminder already sent)."""
+
+        def work(conn: Connection) -> bool:
+            stmt = select(broadcasts.c.id).where(broadcasts.c.request_key == request_key)
+            return conn.execute(stmt).first() is not None
+
+        return await self.store._run(work, commit=False)
 
     async def cancel(self, broadcast_id: int, actor: int) -> bool:
         """Stop a queued or running broadcast (rows in flight still finish); audited."""
@@ -367,23 +497,16 @@ class BroadcastStore:
         return await self.store._run(work, commit=False)
 
     async def progress(self, broadcast_id: int) -> Progress | None:
-        def work(conn: Connection) -> Progress | None:
-            head = conn.execute(
-                select(broadcasts.c.status, broadcasts.c.total).where(
-                    broadcasts.c.id == broadcast_id
-                )
-            ).first()
-            if head is None:
-                return None
-            counts = {
-                row.status: int(row.n)
-                for row in conn.execute(
-                    select(deliveries.c.status, func.count().label("n"))
-                    .where(deliveries.c.broadcast_id == broadcast_id)
-                    .group_by(deliveries.c.status)
-                )
-            }
-            return Progress(broadcast_id, head.status, int(head.total), **counts)
+        found = await self.store._run(_progress([broadcast_id]), commit=False)
+        return found[0] if found else None
+
+    async def recent(self, limit: int = 5) -> list[Progress]:
+        """The latest broadcasts, newest first."""
+
+        def work(conn: Connection) -> list[Progress]:
+            stmt = select(broadcasts.c.id).order_by(broadcasts.c.id.desc()).limit(limit)
+            ids = [int(i) for i in conn.execute(stmt).scalars()]
+            return _progress(ids)(conn)
 
         return await self.store._run(work, commit=False)
 
@@ -411,7 +534,12 @@ class BroadcastStore:
 
         def work(conn: Connection) -> list[Claimed]:
             candidates = (
-                select(deliveries.c.broadcast_id, deliveries.c.chat_id, broadcast_texts.c.text)
+                select(
+                    deliveries.c.broadcast_id,
+                    deliveries.c.chat_id,
+                    deliveries.c.parts_sent,
+                    broadcast_texts.c.text,
+                )
                 .join(broadcasts, broadcasts.c.id == deliveries.c.broadcast_id)
                 .join(
                     broadcast_texts,
@@ -441,7 +569,11 @@ class BroadcastStore:
                     .values(status="inflight", updated_at=now)
                 )
                 if taken.rowcount == 1:
-                    claimed.append(Claimed(int(row.broadcast_id), int(row.chat_id), row.text))
+                    claimed.append(
+                        Claimed(
+                            int(row.broadcast_id), int(row.chat_id), row.text, int(row.parts_sent)
+                        )
+                    )
             for broadcast_id in {c.broadcast_id for c in claimed}:
                 conn.execute(
                     update(broadcasts)
@@ -455,6 +587,19 @@ class BroadcastStore:
     async def mark_sent(self, broadcast_id: int, chat_id: int, attempts: int = 1) -> bool:
         """Record a delivered message; True when that finished the broadcast."""
         return await self._finish(broadcast_id, chat_id, "sent", attempts, None)
+
+    async def mark_part(self, broadcast_id: int, chat_id: int, parts_sent: int) -> None:
+        """The first ``parts_sent`` parts of a long text reached the recipient."""
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.broadcast_id == broadcast_id, deliveries.c.chat_id == chat_id)
+                .values(parts_sent=parts_sent, updated_at=now)
+            )
+
+        await self.store._run(work, commit=True)
 
     async def mark_failed(
         self, broadcast_id: int, chat_id: int, error: str, attempts: int = 1
@@ -506,6 +651,39 @@ class BroadcastStore:
             return bool(result.rowcount)
 
         return await self.store._run(work, commit=True)
+
+    # ------------------------------------------------------------------ scheduled reminders
+
+    async def reminder_settings(self) -> dict[str, bool]:
+        """``region → enabled`` for the regions staff have switched (others are off)."""
+
+        def work(conn: Connection) -> dict[str, bool]:
+            rows = conn.execute(select(reminder_settings.c.region, reminder_settings.c.enabled))
+            return {row.region: bool(row.enabled) for row in rows}
+
+        return await self.store._run(work, commit=False)
+
+    async def set_reminders(self, region: str, enabled: bool, actor: int) -> None:
+        """Switch a region's scheduled reminders on or off; audited."""
+        now = self._clock()
+
+        def work(conn: Connection) -> None:
+            dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+            values = {"enabled": enabled, "changed_by": actor, "changed_at": now}
+            stmt = dialect.insert(reminder_settings).values(region=region, **values)
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=[reminder_settings.c.region], set_=values)
+            )
+            conn.execute(
+                insert(audit).values(
+                    at=now,
+                    actor=actor,
+                    action="reminders",
+                    detail=f"region={region} enabled={enabled}",
+                )
+            )
+
+        await self.store._run(work, commit=True)
 
     async def recover(self) -> int:
         """At start-up: put rows left ``inflight`` by a crash back to ``pending``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -23,6 +23,15 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     # Stored conversations untouched for this long are deleted (they hold birth dates).
     retention_hours: int = 24
+    # Broadcast delivery: Telegram's limits are about 30 messages a second overall and one
+    # a second per chat; interactive replies count too and go first.
+    broadcast_per_second: int = Field(default=25, ge=1)
+    broadcast_per_chat_interval: float = Field(default=1.0, ge=0)
+    # Sends in flight at once: the rate needs per_second × Telegram's round trip of them,
+    # and after a crash at most this many recipients can get a message twice.
+    broadcast_concurrency: int = Field(default=4, ge=1)
+    broadcast_progress_interval: float = 10.0  # seconds between progress messages to staff
+    reminder_hour: int = Field(default=9, ge=0, le=23)  # scheduled reminders go from then
 
     @field_validator("staff_ids", mode="before")
     @classmethod

@@ -53,9 +53,10 @@ async def run_console(
     stdin: TextIO = sys.stdin,
     stdout: TextIO = sys.stdout,
     language: str | None = None,
+    staff: bool = False,
 ) -> None:
     async def process(event: Event) -> list[Reply]:
-        return await service.process(CONSOLE_CHAT, event, language_code=language)
+        return await service.process(CONSOLE_CHAT, event, language_code=language, staff=staff)
 
     if language is not None:  # --lang wins over a language chosen in an earlier session
         await process(Press(f"lang:{language}"))

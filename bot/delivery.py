@@ -33,6 +33,10 @@ broadcast absorbs by slowing down; a RetryAfter hold applies to the broadcast la
   crash window below, that cannot be told apart without an idempotency key.
 * anything else: ``failed`` with the exception's class name (never its message).
 
+A text longer than one Telegram message (4,096 characters) goes in parts split at line
+breaks, each paced like a message; the parts sent are committed, so a crash repeats at
+most the part in flight, never the parts before it.
+
 Crash window: after a SIGKILL at most ``concurrency`` recipients (default 1) are left
 ``inflight``; :meth:`DeliveryWorker.run` calls ``recover()`` first and sends them again, so
 at most that many messages can arrive twice. Everything else is either ``pending`` (never
@@ -44,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import math
 import time
@@ -52,10 +57,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
+from telegram.constants import MessageLimit
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.broadcast_store import BroadcastStore, Claimed, Progress
+from bot.broadcast_store import BroadcastStore, Claimed
+from conversations.broadcast import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +158,20 @@ class Pacer:
                 del self._last_by_chat[chat]
 
 
+def split_html(html: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
+    """Split at line breaks so no message exceeds Telegram's limit (tags never span lines)."""
+    chunks: list[str] = []
+    current = ""
+    for line in html.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit and current:
+            chunks.append(current)
+            candidate = line
+        current = candidate
+    chunks.append(current)
+    return chunks
+
+
 def retry_after_seconds(exc: RetryAfter) -> float:
     with warnings.catch_warnings():  # PTB 22 warns that the int will become a timedelta
         warnings.simplefilter("ignore", PTBDeprecationWarning)
@@ -174,6 +195,7 @@ class DeliveryWorker:
         poll_interval: float = 2.0,
         on_progress: ProgressFn | None = None,
         progress_interval: float = 5.0,
+        split: Callable[[str], list[str]] | None = None,
     ) -> None:
         self.store = store
         self.send = send
@@ -185,6 +207,7 @@ class DeliveryWorker:
         self.poll_interval = poll_interval
         self.on_progress = on_progress
         self.progress_interval = progress_interval
+        self.split = split or split_html
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_report: dict[int, float] = {}
@@ -239,41 +262,59 @@ class DeliveryWorker:
                 await self._deliver(item)
 
     async def _deliver(self, item: Claimed) -> None:
+        parts = self.split(item.text)
+        status, error, attempts = "sent", "", 0
+        for index in range(item.parts_sent, len(parts)):
+            result = await self._send_part(item.broadcast_id, item.chat_id, parts[index])
+            if result is None:
+                return  # stopping: the row stays in flight and is sent again after recover()
+            status, error, used = result
+            attempts += used
+            if status != "sent":
+                break
+            if index + 1 < len(parts):
+                await self._db(
+                    functools.partial(
+                        self.store.mark_part, item.broadcast_id, item.chat_id, index + 1
+                    ),
+                    until_done=True,
+                )
+        if status == "failed":
+            logger.info("broadcast %d: a delivery failed (%s)", item.broadcast_id, error)
+        await self._outcome(item, status, error, attempts)
+
+    async def _send_part(
+        self, broadcast_id: int, chat_id: int, text: str
+    ) -> tuple[str, str, int] | None:
+        """Send one message, retrying as the module doc says: (status, error, attempts)."""
         attempts = 0
         network_failures = 0
         while True:
             if self._stopping:
-                return  # the row stays in flight and is sent again after recover()
-            await self.pacer.acquire(item.chat_id)
+                return None
+            await self.pacer.acquire(chat_id)
             attempts += 1
             try:
-                await self.send(item.chat_id, item.text)
+                await self.send(chat_id, text)
             except RetryAfter as exc:
                 seconds = retry_after_seconds(exc)
-                logger.info(
-                    "broadcast %d: Telegram asks to wait %.1f s", item.broadcast_id, seconds
-                )
+                logger.info("broadcast %d: Telegram asks to wait %.1f s", broadcast_id, seconds)
                 self.pacer.hold(seconds)
                 continue
             except Forbidden as exc:
-                status, error = "unsubscribed", type(exc).__name__
+                return "unsubscribed", type(exc).__name__, attempts
             except BadRequest as exc:
-                status, error = "failed", type(exc).__name__
+                return "failed", type(exc).__name__, attempts
             except NetworkError as exc:
                 network_failures += 1
                 if network_failures < self.max_attempts:
                     delay = min(self.backoff * 2 ** (network_failures - 1), self.max_backoff)
                     await self.pacer.sleep(delay)
                     continue
-                status, error = "failed", type(exc).__name__
+                return "failed", type(exc).__name__, attempts
             except Exception as exc:
-                status, error = "failed", type(exc).__name__
-            else:
-                status, error = "sent", ""
-            break
-        if status == "failed":
-            logger.info("broadcast %d: a delivery failed (%s)", item.broadcast_id, error)
-        await self._outcome(item, status, error, attempts)
+                return "failed", type(exc).__name__, attempts
+            return "sent", "", attempts
 
     async def _outcome(self, item: Claimed, status: str, error: str, attempts: int) -> None:
         store, bid, chat = self.store, item.broadcast_id, item.chat_id

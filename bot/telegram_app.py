@@ -13,22 +13,34 @@ import functools
 import logging
 from typing import Any
 
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.constants import MessageLimit, ParseMode
-from telegram.error import BadRequest
+from telegram import (
+    BotCommand,
+    BotCommandScopeChat,
+    ChatMember,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden
 from telegram.ext import (
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
     filters,
 )
 
+from bot import reminders
 from bot.config import Settings
+from bot.delivery import DeliveryWorker, Pacer, split_html
 from bot.service import ConversationService
 from bot.storage import Store
+from conversations.broadcast import Progress, progress_text
+from conversations.context import Context
 from conversations.i18n import localizer, negotiate
 from conversations.render import message
 from conversations.state import Command, Event, Press, Reply, Text
@@ -42,21 +54,31 @@ COMMANDS = (
     ("start", N_("开始计算居民医保缴费")),
     ("quote", N_("重新计算缴费")),
     ("faq", N_("政策问答")),
+    ("subscribe", N_("订阅缴费公告和截止提醒")),
+    ("unsubscribe", N_("退订公告")),
     ("help", N_("帮助")),
     ("lang", N_("切换语言")),
     ("cancel", N_("取消并删除已填写的信息")),
+)
+# Shown in the staff members' own chats only (the commands refuse everyone else anyway).
+STAFF_COMMANDS = (
+    ("broadcast", N_("发送公告")),
+    ("broadcast_status", N_("公告发送进度")),
+    ("reminders", N_("定时截止提醒")),
 )
 # Telegram keys command menus by two-letter language code only, so zh (and the default)
 # get Simplified Chinese; zh_Hant users see those too.
 MENU_LANGUAGES = {None: "zh_Hans", "zh": "zh_Hans", "en": "en"}
 
 
-def command_menu(locale: str) -> list[BotCommand]:
+def command_menu(locale: str, staff: bool = False) -> list[BotCommand]:
     loc = localizer(locale)
-    return [BotCommand(name, loc.gettext(description)) for name, description in COMMANDS]
+    commands = COMMANDS + STAFF_COMMANDS if staff else COMMANDS
+    return [BotCommand(name, loc.gettext(description)) for name, description in commands]
 
 
 PURGE_EVERY = dt.timedelta(minutes=10)
+REMINDERS_EVERY = dt.timedelta(minutes=1)
 
 
 def _service(context: ContextTypes.DEFAULT_TYPE) -> ConversationService:
@@ -79,18 +101,13 @@ def _keyboard(rows: tuple[tuple[tuple[str, str], ...], ...]) -> InlineKeyboardMa
     )
 
 
-def split_html(html: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
-    """Split at line breaks so no message exceeds Telegram's limit (tags never span lines)."""
-    chunks: list[str] = []
-    current = ""
-    for line in html.split("\n"):
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit and current:
-            chunks.append(current)
-            candidate = line
-        current = candidate
-    chunks.append(current)
-    return chunks
+def _lane(
+    context: ContextTypes.DEFAULT_TYPE, chat_id: int
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """Interactive replies take the delivery worker's priority lane: ahead of broadcasts,
+    within the overall rate limit they share."""
+    worker: DeliveryWorker | None = context.bot_data.get("worker")
+    return worker.interactive(chat_id) if worker else contextlib.nullcontext()
 
 
 async def send(
@@ -101,13 +118,14 @@ async def send(
         keyboard = markup(reply)
         if reply.edit and pressed is not None:
             try:
-                await bot.edit_message_text(
-                    reply.html,
-                    chat_id=chat_id,
-                    message_id=pressed,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard,
-                )
+                async with _lane(context, chat_id):
+                    await bot.edit_message_text(
+                        reply.html,
+                        chat_id=chat_id,
+                        message_id=pressed,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=keyboard,
+                    )
                 continue
             except BadRequest as err:
                 if "not modified" in str(err).lower():
@@ -116,9 +134,13 @@ async def send(
         chunks = split_html(reply.html)
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
-            await bot.send_message(
-                chat_id, chunk, parse_mode=ParseMode.HTML, reply_markup=keyboard if last else None
-            )
+            async with _lane(context, chat_id):
+                await bot.send_message(
+                    chat_id,
+                    chunk,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard if last else None,
+                )
 
 
 async def _handle(
@@ -131,7 +153,7 @@ async def _handle(
     language = user.language_code if user else None
     staff = user is not None and user.id in context.bot_data["staff_ids"]
     replies = await _service(context).process(
-        chat.id, event, update.update_id, language, staff=staff
+        chat.id, event, update.update_id, language, staff=staff, user_id=user.id if user else None
     )
     await send(context, chat.id, replies, pressed)
 
@@ -159,6 +181,15 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _handle(update, context, Press(query.data or ""), pressed)
 
 
+async def on_member(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The resident blocked the bot (or left the group): no more announcements."""
+    change = update.my_chat_member
+    if change is None:
+        return
+    if change.new_chat_member.status in (ChatMember.BANNED, ChatMember.LEFT):
+        await _service(context).broadcasts.unsubscribe(change.chat.id)
+
+
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     # Log where it failed, never the update or the exception text: both may carry a
     # resident's birth date or identity.
@@ -171,6 +202,11 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.warning("telegram error: %s at %s", type(err).__name__, where)
         return
     log.error("update failed: %s at %s", type(err).__name__, where)
+    if isinstance(err, Forbidden) and isinstance(update, Update) and update.effective_chat:
+        # Blocked while we were answering: unsubscribed, and nothing more to send.
+        with contextlib.suppress(Exception):
+            await _service(context).broadcasts.unsubscribe(update.effective_chat.id)
+        return
     if isinstance(update, Update) and update.effective_chat is not None:
         user = update.effective_user
         locale = negotiate(user.language_code if user else None)
@@ -186,26 +222,95 @@ async def _purge_forever(store: Store, retention: dt.timedelta) -> None:
         await asyncio.sleep(PURGE_EVERY.total_seconds())
 
 
+async def _reminders_forever(service: ConversationService, settings: Settings) -> None:
+    while True:
+        try:
+            await reminders.queue_due(service, service.clock(), settings.reminder_hour)
+        except Exception as err:  # the database may be away for a while: try next time
+            log.warning("scheduled reminders failed: %s", type(err).__name__)
+        await asyncio.sleep(REMINDERS_EVERY.total_seconds())
+
+
+class ProgressReporter:
+    """Broadcast progress in the chat of the staff member who sent it: one message edited
+    as it goes, and a new one at the end (an edit does not notify)."""
+
+    def __init__(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        self.app = app
+        self.messages: dict[int, int] = {}  # broadcast id -> the progress message's id
+
+    async def __call__(self, progress: Progress) -> None:
+        chat = progress.notify_chat
+        if chat is None:
+            return
+        service: ConversationService = self.app.bot_data["service"]
+        worker: DeliveryWorker = self.app.bot_data["worker"]
+        text = progress_text(progress, Context(service.library, service.clock()))
+        shown = self.messages.get(progress.broadcast_id)
+        async with worker.interactive(chat):
+            if shown is not None and progress.active:
+                with contextlib.suppress(BadRequest):  # "not modified"
+                    await self.app.bot.edit_message_text(
+                        text, chat_id=chat, message_id=shown, parse_mode=ParseMode.HTML
+                    )
+                return
+            sent = await self.app.bot.send_message(chat, text, parse_mode=ParseMode.HTML)
+        if progress.active:
+            self.messages[progress.broadcast_id] = sent.message_id
+        else:
+            self.messages.pop(progress.broadcast_id, None)
+
+
 def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
     assert settings.bot_token is not None
     store = Store(settings.database_url)
 
+    async def broadcast_send(chat_id: int, text: str) -> None:
+        await app.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
+
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await store.init()
-        app.bot_data["service"] = ConversationService(store, default_library(), settings.timezone)
+        service = ConversationService(store, default_library(), settings.timezone)
+        app.bot_data["service"] = service
         app.bot_data["staff_ids"] = settings.staff_ids
         # jieba and the FAQ index take a couple of seconds: build them before the first question.
         app.bot_data["faq_warmup"] = asyncio.get_running_loop().run_in_executor(None, default_index)
         for code, locale in MENU_LANGUAGES.items():
             await app.bot.set_my_commands(command_menu(locale), language_code=code)
-        app.bot_data["purge"] = asyncio.create_task(
-            _purge_forever(store, dt.timedelta(hours=settings.retention_hours))
+            for staff_id in settings.staff_ids:
+                await app.bot.set_my_commands(
+                    command_menu(locale, staff=True),
+                    scope=BotCommandScopeChat(staff_id),
+                    language_code=code,
+                )
+        pacer = Pacer(settings.broadcast_per_second, settings.broadcast_per_chat_interval)
+        worker = DeliveryWorker(
+            service.broadcasts,
+            broadcast_send,
+            pacer,
+            concurrency=settings.broadcast_concurrency,
+            on_progress=ProgressReporter(app),
+            progress_interval=settings.broadcast_progress_interval,
         )
+        app.bot_data["worker"] = worker
+        service.on_queued = lambda _: worker.wake()
+        app.bot_data["tasks"] = [
+            asyncio.create_task(
+                _purge_forever(store, dt.timedelta(hours=settings.retention_hours))
+            ),
+            asyncio.create_task(_reminders_forever(service, settings)),
+        ]
+        app.bot_data["delivery"] = asyncio.create_task(worker.run())
 
     async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        task = app.bot_data.get("purge")
-        if task is not None:
+        for task in app.bot_data.get("tasks", []):
             task.cancel()
+        worker: DeliveryWorker | None = app.bot_data.get("worker")
+        delivery: asyncio.Task[None] | None = app.bot_data.get("delivery")
+        if worker is not None and delivery is not None:
+            worker.stop()  # the sends in flight finish and their outcome is recorded
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(delivery, timeout=10)
         await store.close()
 
     app = (
@@ -216,9 +321,10 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         .post_shutdown(post_shutdown)
         .build()
     )
-    app.add_handler(CommandHandler([name for name, _ in COMMANDS], on_command))
+    app.add_handler(CommandHandler([name for name, _ in COMMANDS + STAFF_COMMANDS], on_command))
     app.add_handler(MessageHandler(filters.COMMAND, on_command))
     app.add_handler(CallbackQueryHandler(on_button))
+    app.add_handler(ChatMemberHandler(on_member, ChatMemberHandler.MY_CHAT_MEMBER))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, on_text))
     app.add_handler(MessageHandler(~filters.TEXT & ~filters.StatusUpdate.ALL, on_other))
     app.add_error_handler(on_error)

@@ -26,6 +26,13 @@ from policies.models import Category, Condition, Note, Notice, Rule, Subsidy, Wi
 from policies.text import N_, Msg, Term
 
 TEMPLATES = ("collection_opens", "deadline", "late_payment", "newborn", "subsidy_groups")
+TEMPLATE_NAMES = {
+    "collection_opens": N_("集中缴费开始"),
+    "deadline": N_("缴费截止提醒"),
+    "late_payment": N_("补缴及集中期后参保"),
+    "newborn": N_("新生儿参保"),
+    "subsidy_groups": N_("资助人群及个人缴费"),
+}
 REMINDER_DAYS = (7, 1)
 
 _BLANK = re.compile(r"\n{3,}")
@@ -107,6 +114,11 @@ def reminder_dates(notice: Notice) -> list[Reminder]:
             if window.start is None or on >= window.start:
                 found.append(Reminder(on=on, days=days, window=window.id, end=window.end))
     return sorted(found, key=lambda r: r.on)
+
+
+def due_reminders(notice: Notice, today: dt.date) -> list[Reminder]:
+    """The reminders to send on ``today`` (one a day at most is planned per window)."""
+    return [r for r in reminder_dates(notice) if r.on == today]
 
 
 def available(notice: Notice) -> dict[str, Msg | None]:

@@ -37,7 +37,11 @@ def render(locale: str, name: str, **context: Any) -> str:
     return environment(locale).get_template(name).render(**context).strip()
 
 
-def message(locale: str, macro: str, **kwargs: Any) -> str:
+def message(locale: str, macro: str, /, **kwargs: Any) -> str:
     """One macro of messages.html.j2, e.g. ``message("en", "ask_birth", region_name="商洛市")``."""
-    module = environment(locale).get_template("messages.html.j2").module
+    return template_macro(locale, "messages.html.j2", macro, **kwargs)
+
+
+def template_macro(locale: str, template: str, macro: str, /, **kwargs: Any) -> str:
+    module = environment(locale).get_template(template).module
     return str(getattr(module, macro)(**kwargs)).strip()

@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from conversations import broadcast
+from conversations.context import ASK, BACK, EDIT, RESTART, Context, Result
 from conversations.dates import DateError, parse_date
-from conversations.i18n import DEFAULT, LANGUAGE_NAMES, LOCALES, Localizer, localizer, negotiate
-from conversations.render import message, render
+from conversations.i18n import LANGUAGE_NAMES, LOCALES, negotiate
+from conversations.render import render
 from conversations.state import (
     QUESTIONS,
     Button,
@@ -31,15 +33,12 @@ from conversations.state import (
 from policies.engine import quote
 from policies.faq import default_index
 from policies.lint import clause_spans
-from policies.loader import Library
 from policies.models import Category, Notice, Tier
 from policies.quote import Applicant, ApplicantError, Quote
 from policies.text import N_
 
 IDLE_LIMIT = dt.timedelta(minutes=30)
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
-BACK, RESTART, EDIT = N_("⬅️ 返回"), N_("🔄 重新开始"), N_("✏️ 修改某项")
-ASK = N_("❓ 问问题")
 
 _DONE_WORDS = ("完成", "好了", "好的", "确定", "就这些", "没有了", "ok", "OK")
 _NONE_WORDS = ("以上都不是", "都不是", "没有", "无", "普通", "一般", "不是")
@@ -50,39 +49,6 @@ _EDIT_LABELS = {
     Step.TIER: N_("档次"),
     Step.PAYMENT: N_("缴费日期"),
 }
-
-
-@dataclass(frozen=True)
-class Context:
-    library: Library
-    now: dt.datetime  # timezone-aware, China time
-    language_code: str | None = None  # as the chat client reports it, e.g. zh-hant
-    locale: str = DEFAULT  # set by handle(): the user's choice, else the client's language
-    staff: bool = False  # staff also see the full clause text and annex tables
-
-    @property
-    def today(self) -> dt.date:
-        return self.now.date()
-
-    @property
-    def loc(self) -> Localizer:
-        return localizer(self.locale)
-
-    def gettext(self, msgid: str) -> str:
-        return self.loc.gettext(msgid)
-
-    def say(self, macro: str, **kwargs: object) -> str:
-        return message(self.locale, macro, **kwargs)
-
-    def button(self, label: str, data: str) -> Button:
-        return Button(label=self.gettext(label), data=data)
-
-    def nav(self, *which: str) -> list[Button]:
-        data = {BACK: "back", RESTART: "restart", EDIT: "edit", ASK: "faq"}
-        return [self.button(label, data[label]) for label in which]
-
-
-Result = tuple[State, list[Reply]]
 
 
 def handle(state: State, event: Event, ctx: Context) -> Result:
@@ -122,6 +88,8 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
         if event.data == "restart":
             fresh = State(step=Step.REGION, lang=state.lang)
             return fresh, [_ask(fresh, ctx)]
+        if event.data.startswith(broadcast.PREFIXES):
+            return broadcast.on_press(state, event, ctx)
         if event.data.startswith("lang:"):
             return _on_language(state, event.data.removeprefix("lang:"), ctx)
         if event.data == "back":
@@ -146,6 +114,8 @@ def _on_command(state: State, event: Command, ctx: Context) -> Result:
         return fresh, [_ask(fresh, ctx, prefix=prefix)]
     if event.name == "cancel":
         return State(lang=state.lang), [Reply(html=ctx.say("cancelled"))]
+    if event.name in broadcast.COMMANDS:
+        return broadcast.on_command(state, event, ctx)
     if event.name == "lang":
         rows = [[Button(label=LANGUAGE_NAMES[code], data=f"lang:{code}")] for code in LOCALES]
         return state, [Reply(html=ctx.say("choose_language"), buttons=rows)]
@@ -153,7 +123,9 @@ def _on_command(state: State, event: Command, ctx: Context) -> Result:
         state.step = Step.FAQ  # answers given so far are kept; /quote starts a new quote
         return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
     if event.name == "help":
-        help_reply = Reply(html=render(ctx.locale, "help.html.j2", notices=ctx.library.notices))
+        help_reply = Reply(
+            html=render(ctx.locale, "help.html.j2", notices=ctx.library.notices, staff=ctx.staff)
+        )
         if state.step in (Step.IDLE, Step.QUOTED, Step.FAQ):
             return state, [help_reply]
         return state, [help_reply, _ask(state, ctx)]
@@ -171,8 +143,10 @@ def _on_language(state: State, code: str, ctx: Context) -> Result:
     ctx = replace(ctx, locale=code)
     done = ctx.say("language_set")
     if state.step == Step.IDLE:
-        return state, [Reply(html=f"{done}\n{ctx.say('idle')}")]
-    return state, [_ask(state, ctx, prefix=done)]
+        reply = Reply(html=f"{done}\n{ctx.say('idle')}")
+    else:
+        reply = _ask(state, ctx, prefix=done)
+    return state, [broadcast.relanguage(reply, ctx)]
 
 
 def _back(state: State, ctx: Context) -> Result:
@@ -499,7 +473,11 @@ def _quote(state: State, ctx: Context) -> Result:
 
 def render_quote(q: Quote, state: State, ctx: Context) -> Reply:
     notice = _notice(ctx, q.notice)
-    buttons = [ctx.nav(EDIT, RESTART), ctx.nav(ASK)]
+    subscribe = Button(
+        label=broadcast.say(ctx, "subscribe_label", region=ctx.loc.term(_region_name(ctx, state))),
+        data=f"sub:{q.region}",
+    )
+    buttons = [ctx.nav(EDIT, RESTART), [*ctx.nav(ASK), subscribe]]
     if q.notice is None:
         offer = ctx.gettext(N_("按{year}年度试算（{date}）"))
         buttons = [

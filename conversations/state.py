@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Step(StrEnum):
@@ -41,11 +42,98 @@ class State(BaseModel):
     payment_date: dt.date | None = None
     faq_region: str | None = None  # the region of the last FAQ answer, for the next question
     faq_question: str | None = None  # waiting for the region to be chosen
+    draft: Draft | None = None  # staff: the broadcast being prepared
     updated_at: dt.datetime | None = None
     # The last Telegram update handled and what was answered, so an update delivered
     # again after a crash is answered the same way instead of being handled twice.
     last_update_id: int | None = None
     last_replies: list[Reply] = []
+
+
+class Draft(BaseModel):
+    """A broadcast a staff member is preparing: template, then region, then preview."""
+
+    template: str | None = None
+    region: str | None = None
+    # When the preview was shown: with the staff member's id it keys the broadcast, so a
+    # confirm pressed twice (or delivered again after a crash) queues it once.
+    previewed: str | None = None
+
+
+# Side effects a reply needs (the database: subscriptions, broadcasts). ``handle`` stays
+# pure: it returns the reply with its action, the service does the action and completes
+# the reply's text from the outcome (conversations.broadcast.complete).
+
+
+class Subscribe(BaseModel):
+    kind: Literal["subscribe"] = "subscribe"
+    region: str
+    language: str
+
+
+class Unsubscribe(BaseModel):
+    kind: Literal["unsubscribe"] = "unsubscribe"
+
+
+class Relanguage(BaseModel):
+    """The chat chose another language: announcements follow it (if subscribed)."""
+
+    kind: Literal["relanguage"] = "relanguage"
+    language: str
+
+
+class Audience(BaseModel):
+    """How many subscribers, per language, a broadcast to ``region`` would reach."""
+
+    kind: Literal["audience"] = "audience"
+    template: str
+    region: str
+
+
+class QueueBroadcast(BaseModel):
+    kind: Literal["queue"] = "queue"
+    template: str
+    region: str
+    day: dt.date  # the day it goes out: the deadline template counts down from it
+    key: str  # see Draft.previewed
+
+
+class CancelBroadcast(BaseModel):
+    kind: Literal["cancel"] = "cancel"
+    broadcast_id: int
+
+
+class BroadcastStatus(BaseModel):
+    kind: Literal["status"] = "status"
+
+
+class Reminders(BaseModel):
+    """List the regions' scheduled reminders; with ``region``, switch that one first."""
+
+    kind: Literal["reminders"] = "reminders"
+    region: str | None = None
+    enabled: bool | None = None
+
+
+class Refused(BaseModel):
+    """Someone not on the staff list tried a staff command: audited."""
+
+    kind: Literal["refused"] = "refused"
+    command: str
+
+
+Action = Annotated[
+    Subscribe
+    | Unsubscribe
+    | Relanguage
+    | Audience
+    | QueueBroadcast
+    | CancelBroadcast
+    | BroadcastStatus
+    | Reminders
+    | Refused,
+    Field(discriminator="kind"),
+]
 
 
 class Button(BaseModel):
@@ -57,6 +145,7 @@ class Reply(BaseModel):
     html: str  # Telegram's HTML subset: <b>, <i>, <code>; user text escaped
     buttons: list[list[Button]] = []
     edit: bool = False  # replace the message whose button was pressed
+    action: Action | None = None  # done by the service before the reply is shown
 
 
 State.model_rebuild()

@@ -229,7 +229,8 @@ def test_cli_deadline_with_date() -> None:
         (["--template", "nope", "--region", "shangluo", "--dry-run"], "collection_opens"),
         (["--template", "deadline", "--region", "beijing", "--dry-run"], "shangluo"),
         (["--template", "late_payment", "--region", "tonghe", "--dry-run"], "可用的模板"),
-        (["--template", "deadline", "--region", "shangluo"], "broadcast store"),
+        (["--template", "deadline", "--region", "shangluo"], "--staff-id"),
+        (["--template", "deadline", "--region", "shangluo", "--dry-run", "--days", "x"], "--days"),
         (["--region", "shangluo", "--dry-run"], "--template"),
     ],
 )
