@@ -349,6 +349,34 @@ async def test_after_a_crash_only_the_sends_in_flight_are_repeated(
     assert await bstore.recover() == 0
 
 
+async def test_a_long_text_goes_in_parts_and_a_crash_repeats_no_part_already_sent(
+    bstore: BroadcastStore,
+) -> None:
+    # Three lines of 3,000 characters: Telegram takes 4,096 at most, so one line a message.
+    lines = [c * 3000 for c in "甲乙丙"]
+    await subscribe_many(bstore, range(1, 3), languages=("en",))
+    bid = await bstore.queue_broadcast("a", "dalate", 1, {"en": "\n".join(lines)})
+    # The crashed process had sent chat 1 its first part (committed), then was killed.
+    [first] = await bstore.claim_next(1)
+    await bstore.mark_part(bid, first.chat_id, 1)
+
+    clock = FakeClock()
+    sender = FakeSender(clock)
+    assert await bstore.recover() == 1
+    await worker(bstore, clock, sender).drain()
+    assert [(chat, text[0]) for _, chat, text in sender.attempts] == [
+        (1, "乙"),
+        (1, "丙"),
+        (2, "甲"),
+        (2, "乙"),
+        (2, "丙"),
+    ]
+    assert all(len(text) == 3000 for _, _, text in sender.attempts)
+    times = [t for t, chat, _ in sender.attempts if chat == 2]
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 1.0  # paced like messages
+    assert (await bstore.progress(bid)) == Progress(bid, "done", 2, sent=2)
+
+
 async def test_cancel_stops_a_broadcast_and_is_audited(bstore: BroadcastStore) -> None:
     await subscribe_many(bstore, range(1, 6))
     bid = await bstore.queue_broadcast("a", "dalate", 1, TEXTS)
@@ -412,9 +440,7 @@ async def test_against_the_bot_api_stand_in_at_100_per_second(tmp_path: Path) ->
             async def send(chat_id: int, text: str) -> None:
                 await bot.send_message(chat_id, text)
 
-            started = time.monotonic()
             await DeliveryWorker(bs, send, Pacer(100)).drain()
-            elapsed = time.monotonic() - started
         got: dict[int, int] = {}
         for message in stub.sent_messages():
             got[int(message["chat_id"])] = got.get(int(message["chat_id"]), 0) + 1
@@ -424,5 +450,3 @@ async def test_against_the_bot_api_stand_in_at_100_per_second(tmp_path: Path) ->
     assert got == {chat: 1 for chat in chats if chat not in blocked}
     assert max(per_second.values()) <= 100, per_second
     assert progress == Progress(bid, "done", 300, sent=297, unsubscribed=3)
-    # 301 sends at 100/s plus the 1 s Telegram asked for.
-    assert elapsed < 6.0, elapsed
