@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # Sends in flight at once: the rate needs per_second × Telegram's round trip of them,
     # and after a crash at most this many recipients can get a message twice.
     broadcast_concurrency: int = Field(default=4, ge=1)
+    # One delivery worker per database: processes sharing one set this false but one.
+    broadcast_worker: bool = True
     broadcast_progress_interval: float = 10.0  # seconds between progress messages to staff
     reminder_hour: int = Field(default=9, ge=0, le=23)  # scheduled reminders go from then
 

@@ -300,7 +300,8 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
             ),
             asyncio.create_task(_reminders_forever(service, settings)),
         ]
-        app.bot_data["delivery"] = asyncio.create_task(worker.run())
+        if settings.broadcast_worker:
+            app.bot_data["delivery"] = asyncio.create_task(worker.run())
 
     async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         for task in app.bot_data.get("tasks", []):
