@@ -238,7 +238,11 @@ async def ours_app(directory: Path) -> tuple[App, FakeBotApi]:
         return ApplicationBuilder().request(api).get_updates_request(FakeBotApi())
 
     settings = Settings(
-        bot_token=SecretStr(TOKEN), database_url=f"sqlite+aiosqlite:///{directory}/bench.db"
+        bot_token=SecretStr(TOKEN),
+        database_url=f"sqlite+aiosqlite:///{directory}/bench.db",
+        # Every reply is paced now: lift the limits so this keeps measuring processing cost.
+        broadcast_per_second=1_000_000,
+        broadcast_per_chat_interval=0,
     )
     with mock.patch.object(telegram_app, "ApplicationBuilder", offline_builder):
         app = telegram_app.build_application(settings)

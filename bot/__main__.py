@@ -109,7 +109,8 @@ async def _queue(
             day=day,
             key=f"cli:{key}" if key else f"cli:{service.clock().isoformat()}",
         )
-        progress = await service.queue(action, staff_id, None, DEFAULT, notice)
+        # Progress goes to the staff member's private chat (its id is the user id).
+        progress = await service.queue(action, staff_id, staff_id, DEFAULT, notice)
     finally:
         await store.close()
     if progress is None:

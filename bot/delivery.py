@@ -12,11 +12,12 @@ Interactive replies have priority: ``await pacer.acquire(chat_id, priority=True)
 wait for the broadcast send in flight, only for the next free slot of the overall limit,
 which the broadcast lane leaves to it. The wait is therefore at most
 ``(k + 1) * (1 + margin) / per_second`` (41 ms at 25/s) when ``k`` other interactive
-replies are already waiting, or up to ``per_chat_interval`` (1 s) if the same chat got a
-message less than a second ago — and never more than ``interactive_max_wait`` (1 s): past
-that the reply goes anyway, so only a burst of interactive replies above the limit by
-itself can exceed the limit. Interactive sends count against the limit, which the
-broadcast absorbs by slowing down; a RetryAfter hold applies to the broadcast lane only.
+replies are already waiting, and never more than ``interactive_max_wait`` (1 s): past that
+the reply goes anyway, so only a burst of interactive replies above the limit by itself can
+exceed the limit. The per-chat interval does not hold a reply (a conversation answers each
+press at once, and Telegram allows short bursts in a chat), but a reply does hold the next
+broadcast message to that chat. Interactive sends count against the overall limit, which
+the broadcast absorbs by slowing down; a RetryAfter hold applies to the broadcast lane only.
 
 :class:`DeliveryWorker` claims one recipient per send slot (``concurrency`` slots, default
 1), commits the claim, waits for the pacer, sends through an injected
@@ -112,12 +113,14 @@ class Pacer:
             ready = self._window[-1] + self._spacing
             if len(self._window) == self.per_second:
                 ready = max(ready, self._window[0] + 1.0 + self.margin)
+        if priority:
+            # A conversation answers each press or message at once (Telegram allows short
+            # bursts in a chat); its messages still space the broadcast's to that chat.
+            return ready
         last = self._last_by_chat.get(chat_id)
         if last is not None:
             ready = max(ready, last + self.per_chat_interval)
-        if not priority:
-            ready = max(ready, self._hold_until)
-        return ready
+        return max(ready, self._hold_until)
 
     async def acquire(self, chat_id: int, *, priority: bool = False) -> float:
         """Wait until a message to ``chat_id`` may be sent and count it; returns the wait.

@@ -19,6 +19,8 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from markupsafe import Markup
+
 from conversations import announcements
 from conversations.context import Context, Result
 from conversations.i18n import LANGUAGE_NAMES, LOCALES
@@ -314,7 +316,8 @@ def _done_cancel(action: object, outcome: object, ctx: Context, _: str) -> Compl
 
 def _done_status(action: object, outcome: object, ctx: Context, _: str) -> Completed:
     assert isinstance(outcome, list)
-    html = say(ctx, "status", lines=[progress_line(p, ctx) for p in outcome])
+    # Each line is already rendered (escaped) HTML: Markup keeps it from being escaped twice.
+    html = say(ctx, "status", lines=[Markup(progress_line(p, ctx)) for p in outcome])
     return html, _cancel_buttons(outcome, ctx)
 
 

@@ -219,6 +219,7 @@ class BotApiStub:
         self._t0 = time.monotonic()
 
         self.calls: list[tuple[str, JSONDict]] = []
+        self.call_times: list[float] = []  # time.monotonic() of each call, same index as calls
         self.unknown_methods: list[str] = []
         self._failed: set[int] = set()  # indices into ``calls`` that got an error reply
         self._result_ids: dict[int, int] = {}  # call index -> message_id of the result Message
@@ -372,6 +373,19 @@ class BotApiStub:
                 "data": data,
             }
             return self._queue_update({"callback_query": callback_query})
+
+    def block_bot(self, chat_id: int, user_id: int | None = None) -> JSONDict:
+        """Queue the ``my_chat_member`` Update Telegram sends when a user blocks the bot."""
+        with self._cond:
+            uid = user_id if user_id is not None else chat_id
+            change = {
+                "chat": self._chat(chat_id),
+                "from": self._user(uid, None),
+                "date": int(time.time()),
+                "old_chat_member": {"user": self.bot_user, "status": "member"},
+                "new_chat_member": {"user": self.bot_user, "status": "kicked", "until_date": 0},
+            }
+            return self._queue_update({"my_chat_member": change})
 
     def pending_updates(self) -> list[JSONDict]:
         with self._lock:
@@ -569,9 +583,11 @@ class BotApiStub:
     def _handle(self, method: str, params: JSONDict) -> tuple[int, JSONDict]:
         with self._cond:
             index = len(self.calls)
+            now = time.monotonic()
             self.calls.append((method, params))
+            self.call_times.append(now)
             if method == "sendMessage":
-                self._send_times.append(time.monotonic())
+                self._send_times.append(now)
             fault = self._take_fault(method, params)
             if fault is not None:
                 self._failed.add(index)

@@ -1,12 +1,18 @@
-"""Fixtures shared by the storage tests: each runs on SQLite and on PostgreSQL."""
+"""Shared fixtures: the storage tests run on SQLite and on PostgreSQL; the end-to-end tests
+launch the real bot against the Bot API stand-in."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from botapi_stub import BotApiStub
 from pg_server import postgres_server
+
+if TYPE_CHECKING:
+    from test_e2e_bot import Harness
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +27,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path}/bot.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def harness(
+    tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Harness]:
+    """One Bot API stand-in and one database file for the real bot processes a test
+    launches (tests/test_e2e_bot.py); their output is shown when the test fails."""
+    from test_e2e_bot import Harness
+
+    failed_before = request.session.testsfailed
+    stub = BotApiStub().start()
+    h = Harness(stub, tmp_path)
+    try:
+        yield h
+    finally:
+        h.stop_all()
+        stub.stop()
+        if request.session.testsfailed > failed_before:
+            with capsys.disabled():
+                print(f"\n===== bot output for {request.node.nodeid}\n{h.logs()}")

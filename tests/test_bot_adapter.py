@@ -9,7 +9,8 @@ import pytest
 from telegram import Chat, Message, Update, User
 
 from bot.config import Settings
-from bot.telegram_app import on_error, split_html
+from bot.delivery import split_html
+from bot.telegram_app import on_error
 
 
 class FakeBot:

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from conversations.resident import Context, handle
+from conversations.context import Context
+from conversations.resident import handle
 from conversations.state import Command, Event, Press, Reply, State, Step, Text
 from policies.loader import default_library
 

@@ -20,9 +20,10 @@ from sqlalchemy.engine import Connection
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
-from bot.broadcast_store import TABLES, BroadcastStore, Progress
+from bot.broadcast_store import TABLES, BroadcastStore
 from bot.delivery import DeliveryWorker, Pacer
 from bot.storage import Store
+from conversations.broadcast import Progress
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
@@ -154,15 +155,24 @@ async def test_interactive_replies_go_first_and_wait_less_than_a_second() -> Non
         waits.append(await pacer.acquire(i, priority=True))
         sends.append((time.monotonic(), i))
         await asyncio.sleep(0.05)
-    # Right after a message to the same chat: waits for the per-chat interval, not longer.
-    waits_same_chat = await pacer.acquire(0, priority=True)
-    sends.append((time.monotonic(), 0))
+    # Right after a reply to the same chat: a conversation is not held by the per-chat
+    # interval, only by the overall limit.
+    waits.append(await pacer.acquire(0, priority=True))
     stop = True
     await task
     spacing = 1.02 / 50
     assert max(waits) <= 2 * spacing + 0.015, waits
-    assert waits_same_chat <= 0.3 + 0.015
     assert_paced(sends, 50, 0.3 - 0.002)
+
+
+async def test_a_reply_holds_the_next_broadcast_message_to_that_chat() -> None:
+    clock = FakeClock()
+    pacer = Pacer(25, 1.0, clock=clock, sleep=clock.sleep)
+    await pacer.acquire(7, priority=True)
+    replied = clock()
+    assert await pacer.acquire(7, priority=True) <= 1.02 / 25 + 1e-9
+    await pacer.acquire(7)
+    assert clock() - replied >= 1.0
 
 
 async def test_an_interactive_reply_is_never_held_by_retry_after() -> None:

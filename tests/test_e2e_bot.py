@@ -9,6 +9,7 @@ the notices' own cases files (``policies/notices/<id>.cases.yaml``), never from 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,26 +26,16 @@ import pytest
 import yaml
 from botapi_stub import BotApiStub, JSONDict
 
+from bot.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTICES = ROOT / "policies" / "notices"
 WAIT = 15.0  # seconds, per wait
 CHAT = 4242
 
 # Settings read by bot/config.py: never inherit them from the developer's shell.
-SETTINGS_VARS = frozenset(
-    {
-        "BOT_TOKEN",
-        "TELEGRAM_BASE_URL",
-        "DATABASE_URL",
-        "STAFF_IDS",
-        "WEBHOOK_URL",
-        "WEBHOOK_SECRET",
-        "WEBHOOK_LISTEN",
-        "WEBHOOK_PORT",
-        "TIMEZONE",
-        "RETENTION_HOURS",
-    }
-)
+# Every setting the bot reads: none may leak in from the shell running the tests.
+SETTINGS_VARS = frozenset(name.upper() for name in Settings.model_fields)
 
 # What the bot says (locales/templates/messages.html.j2); texts are recorded as sent (HTML).
 WELCOME = "<b>居民医保缴费助手</b>"
@@ -240,23 +231,6 @@ def pending_ids(stub: BotApiStub) -> list[int]:
 
 
 @pytest.fixture
-def harness(
-    tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Harness]:
-    failed_before = request.session.testsfailed
-    stub = BotApiStub().start()
-    h = Harness(stub, tmp_path)
-    try:
-        yield h
-    finally:
-        h.stop_all()
-        stub.stop()
-        if request.session.testsfailed > failed_before:
-            with capsys.disabled():
-                print(f"\n===== bot output for {request.node.nodeid}\n{h.logs()}")
-
-
-@pytest.fixture
 def bot(harness: Harness) -> BotProcess:
     """The real bot, polling the stub, ready (setMyCommands done, polling started)."""
     return harness.launch()
@@ -317,22 +291,34 @@ class Chat:
 # ----------------------------------------------------------------------------- 2. commands
 
 
-def test_registers_commands(harness: Harness, bot: BotProcess) -> None:
+RESIDENT_MENU = ["start", "quote", "faq", "subscribe", "unsubscribe", "help", "lang", "cancel"]
+
+
+def test_registers_commands(harness: Harness) -> None:
+    bot = harness.launch(STAFF_IDS="900")
     calls = {
-        p.get("language_code"): p["commands"] for m, p in harness.stub.calls if m == "setMyCommands"
-    }
-    assert set(calls) == {None, "zh", "en"}  # Telegram keys menus by two-letter code
-    for commands in calls.values():
-        assert [c["command"] for c in commands] == [
-            "start",
-            "quote",
-            "faq",
-            "help",
-            "lang",
-            "cancel",
+        (json.dumps(p.get("scope"), sort_keys=True), p.get("language_code")): [
+            c["command"] for c in p["commands"]
         ]
-    assert calls[None][0]["description"] == calls["zh"][0]["description"] == "开始计算居民医保缴费"
-    assert all(c["description"].isascii() for c in calls["en"])
+        for m, p in harness.stub.calls
+        if m == "setMyCommands"
+    }
+    staff_scope = json.dumps({"chat_id": 900, "type": "chat"})
+    # Telegram keys menus by two-letter code; staff get theirs in their own chat.
+    assert calls == {
+        **{("null", code): RESIDENT_MENU for code in (None, "zh", "en")},
+        **{
+            (staff_scope, code): [*RESIDENT_MENU, "broadcast", "broadcast_status", "reminders"]
+            for code in (None, "zh", "en")
+        },
+    }
+    menus = {
+        p.get("language_code"): p["commands"]
+        for m, p in harness.stub.calls
+        if m == "setMyCommands" and not p.get("scope")
+    }
+    assert menus[None][0]["description"] == menus["zh"][0]["description"] == "开始计算居民医保缴费"
+    assert all(c["description"].isascii() for c in menus["en"])
     assert bot.alive()
 
 

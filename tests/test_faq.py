@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from faq_evaluation import evaluate, load_questions
 
-from conversations.resident import Context, handle
+from conversations.context import Context
+from conversations.resident import handle
 from conversations.state import Command, Press, State, Step, Text
 from policies.cli import main
 from policies.faq import default_index, expand, load_entries

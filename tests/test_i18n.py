@@ -15,8 +15,9 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
+from conversations.context import Context
 from conversations.i18n import LOCALES, catalog_path, localizer, negotiate
-from conversations.resident import Context, handle
+from conversations.resident import handle
 from conversations.state import Command, Event, Press, Reply, State, Text
 from policies.loader import NOTICES_DIR, default_library, notice_files
 
