@@ -18,11 +18,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import delete
-from sqlalchemy.engine import Connection
+from test_delivery import wipe_broadcasts
 
 from bot import reminders
-from bot.broadcast_store import TABLES, BroadcastStore
+from bot.broadcast_store import BroadcastStore
 from bot.service import ConversationService
 from bot.storage import Store
 from conversations import announcements
@@ -44,17 +43,12 @@ class Clock:
         return self.now
 
 
-def _wipe(conn: Connection) -> None:
-    for table in reversed(TABLES):
-        conn.execute(delete(table))
-
-
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
     s = Store(database_url)
     await s.init()
     yield s
-    await s._run(_wipe, commit=True)  # the PostgreSQL server is shared by the whole run
+    await s._run(wipe_broadcasts, commit=True)  # the PostgreSQL server is shared by the whole run
     await s.purge(dt.datetime.max.replace(tzinfo=dt.UTC))
     await s.close()
 

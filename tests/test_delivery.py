@@ -82,7 +82,7 @@ def assert_paced(times_by_chat: list[tuple[float, int]], per_second: int, per_ch
 # ---------------------------------------------------------------------- storage fixtures
 
 
-def _wipe(conn: Connection) -> None:
+def wipe_broadcasts(conn: Connection) -> None:
     for table in reversed(TABLES):
         conn.execute(delete(table))
 
@@ -92,7 +92,7 @@ async def bstore(database_url: str) -> AsyncIterator[BroadcastStore]:
     store = Store(database_url)
     await store.init()  # the broadcast tables are on the same metadata
     yield BroadcastStore(store)
-    await store._run(_wipe, commit=True)  # the server is shared by the whole run
+    await store._run(wipe_broadcasts, commit=True)  # the server is shared by the whole run
     await store.close()
 
 
