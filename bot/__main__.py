@@ -55,14 +55,14 @@ def broadcast(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except UsageError as err:  # one line on stderr, as `python -m policies` does
         return fail(err)
-    notices = {n.region.id: n for n in default_library().regions()}
+    library = default_library()
 
     if args.template not in announcements.TEMPLATES:
         accepted = "、".join(announcements.TEMPLATES)
         return fail(f"未知模板 {args.template!r}；可选：{accepted}")
-    notice = notices.get(args.region)
+    notice = library.latest(args.region)
     if notice is None:
-        return fail(f"未知地区 {args.region!r}；可选：{'、'.join(notices)}")
+        return fail(f"未知地区 {args.region!r}；可选：{'、'.join(library.by_region)}")
     reason = announcements.available(notice)[args.template]
     if reason is not None:
         ok = "、".join(announcements.supported(notice))

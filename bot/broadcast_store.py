@@ -161,6 +161,12 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _upsert(conn: Connection, table: Table) -> Any:
+    """An INSERT that takes ``on_conflict_do_update`` (PostgreSQL's and SQLite's alike)."""
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
 def _progress(ids: list[int]) -> Callable[[Connection], list[Progress]]:
     """The broadcasts ``ids`` with their counts per delivery status, in that order."""
 
@@ -218,8 +224,7 @@ class BroadcastStore:
         now = self._clock()
 
         def work(conn: Connection) -> None:
-            dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(subscriptions).values(
+            stmt = _upsert(conn, subscriptions).values(
                 chat_id=chat_id,
                 region=region,
                 language=language,
@@ -510,17 +515,6 @@ class BroadcastStore:
 
         return await self.store._run(work, commit=False)
 
-    async def broadcasts_in_progress(self) -> list[int]:
-        def work(conn: Connection) -> list[int]:
-            stmt = (
-                select(broadcasts.c.id)
-                .where(broadcasts.c.status.in_(ACTIVE_BROADCAST))
-                .order_by(broadcasts.c.id)
-            )
-            return [int(i) for i in conn.execute(stmt).scalars()]
-
-        return await self.store._run(work, commit=False)
-
     # ------------------------------------------------------------------ delivery
 
     async def claim_next(self, batch: int = 1) -> list[Claimed]:
@@ -668,9 +662,8 @@ class BroadcastStore:
         now = self._clock()
 
         def work(conn: Connection) -> None:
-            dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
             values = {"enabled": enabled, "changed_by": actor, "changed_at": now}
-            stmt = dialect.insert(reminder_settings).values(region=region, **values)
+            stmt = _upsert(conn, reminder_settings).values(region=region, **values)
             conn.execute(
                 stmt.on_conflict_do_update(index_elements=[reminder_settings.c.region], set_=values)
             )

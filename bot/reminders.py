@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from bot.service import ConversationService
+from bot.service import ConversationService, request_key
 from conversations import announcements
 from conversations.i18n import DEFAULT
 from conversations.state import QueueBroadcast
@@ -33,7 +33,7 @@ async def queue_due(service: ConversationService, now: dt.datetime, hour: int = 
         for notice in service.library.for_region(region):
             for reminder in announcements.due_reminders(notice, now.date()):
                 key = f"reminder:{notice.id}:{reminder.window}:{reminder.days}"
-                if await service.broadcasts.queued(f"{SCHEDULER}:{key}"):
+                if await service.broadcasts.queued(request_key(SCHEDULER, key)):
                     continue
                 action = QueueBroadcast(
                     template=reminder.template, region=region, day=now.date(), key=key

@@ -37,6 +37,11 @@ ATTEMPTS = 5
 log = logging.getLogger(__name__)
 
 
+def request_key(actor: int, key: str) -> str:
+    """A queued broadcast's key: who asked, and for what (QueueBroadcast.key)."""
+    return f"{actor}:{key}"
+
+
 class ConcurrentUpdateError(RuntimeError):
     pass
 
@@ -141,8 +146,9 @@ class ConversationService:
     ) -> broadcast.Progress | None:
         """Render the announcement in each subscriber language and queue it (from the
         region's latest notice unless ``notice`` is given); None when it does not apply."""
+        notice = notice or self.library.latest(action.region)
         if notice is None:
-            notice = next(n for n in self.library.regions() if n.region.id == action.region)
+            return None
         try:  # between preview and confirm the day may have passed the deadline it counts to
             announcements.context(action.template, notice, action.day)
         except announcements.Unavailable:
@@ -156,7 +162,7 @@ class ConversationService:
             action.region,
             actor,
             text,
-            request_key=f"{actor}:{action.key}",
+            request_key=request_key(actor, action.key),
             notify_chat=notify_chat,
             notify_language=language,
         )

@@ -159,7 +159,10 @@ def on_press(state: State, event: Press, ctx: Context) -> Result:
     if draft.region is None or draft.previewed is None:
         return state, [_ask_region(draft.template, ctx)]
     if data.startswith("bc:l:") and data.removeprefix("bc:l:") in LOCALES:
-        return state, _preview(draft.template, _notice(ctx, draft.region), data[5:], ctx)
+        notice = ctx.library.latest(draft.region)
+        if notice is None:
+            return state, [_ask_region(draft.template, ctx)]
+        return state, _preview(draft.template, notice, data[5:], ctx)
     if data == "bc:send":
         state.draft = None
         action = QueueBroadcast(
@@ -214,12 +217,8 @@ def _unavailable(template: str, notice: Notice, today: dt.date) -> Msg | None:
     return None
 
 
-def _notice(ctx: Context, region: str) -> Notice:
-    return next(n for n in ctx.library.regions() if n.region.id == region)
-
-
 def _on_region(state: State, template: str, region: str, ctx: Context) -> Result:
-    notice = next((n for n in ctx.library.regions() if n.region.id == region), None)
+    notice = ctx.library.latest(region)
     if notice is None or _unavailable(template, notice, ctx.today) is not None:
         return state, [_ask_region(template, ctx)]
     state.draft = Draft(template=template, region=region, previewed=ctx.now.isoformat())
@@ -387,5 +386,5 @@ def _template_name(ctx: Context, template: str) -> str:
 
 
 def _region_name(ctx: Context, region: str) -> str:
-    notices = ctx.library.for_region(region)
-    return ctx.loc.term(notices[-1].region.name) if notices else region
+    notice = ctx.library.latest(region)
+    return ctx.loc.term(notice.region.name) if notice else region

@@ -560,13 +560,13 @@ def _categories(ctx: Context, state: State) -> list[Category]:
 
 
 def _tiers(ctx: Context, region: str) -> list[Tier]:
-    notices = ctx.library.for_region(region)
-    return list(notices[-1].tiers or []) if notices else []
+    notice = ctx.library.latest(region)
+    return list(notice.tiers or []) if notice else []
 
 
 def _region_name(ctx: Context, state: State) -> str:
-    notices = ctx.library.for_region(state.region or "")
-    return notices[-1].region.name if notices else ""
+    notice = ctx.library.latest(state.region or "")
+    return notice.region.name if notice else ""
 
 
 def _notice(ctx: Context, notice_id: str | None) -> Notice | None:

@@ -33,6 +33,11 @@ class Library:
     def for_region(self, region_id: str) -> tuple[Notice, ...]:
         return self.by_region.get(region_id, ())
 
+    def latest(self, region_id: str) -> Notice | None:
+        """The region's notice for its latest benefit year; None for an unknown region."""
+        notices = self.by_region.get(region_id)
+        return notices[-1] if notices else None
+
     def region_in(self, text: str) -> str | None:
         """The region a text names (the longest alias found wins), or None."""
         text = text.strip()

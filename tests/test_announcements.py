@@ -24,7 +24,9 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 def _notice(region: str) -> Notice:
-    return next(n for n in default_library().regions() if n.region.id == region)
+    notice = default_library().latest(region)
+    assert notice is not None, region
+    return notice
 
 
 def _outside_quotes_and_brackets(text: str) -> str:

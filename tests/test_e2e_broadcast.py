@@ -51,7 +51,9 @@ BLOCKED_DESCRIPTION = "Forbidden: bot was blocked by the user"
 
 def notice(region: str = REGION) -> Notice:
     """The region's notice the bot announces from (its latest)."""
-    return next(n for n in default_library().regions() if n.region.id == region)
+    notice = default_library().latest(region)
+    assert notice is not None, region
+    return notice
 
 
 def announcement(locale: str, day: dt.date) -> str:
