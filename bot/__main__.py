@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 import sys
 
+from bot import redaction
 from bot.config import Settings
 from bot.console import plain, run_console
 from bot.service import ConversationService
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    redaction.install()
     # httpx logs every request URL, and the URL contains the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.console or settings.bot_token is None:

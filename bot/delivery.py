@@ -58,11 +58,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from telegram.constants import MessageLimit
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.broadcast_store import BroadcastStore, Claimed
+from bot.splitting import split_html
 from conversations.broadcast import Progress
 
 logger = logging.getLogger(__name__)
@@ -165,20 +165,6 @@ class Pacer:
             cutoff = now - self.per_chat_interval
             for chat in [c for c, t in self._last_by_chat.items() if t <= cutoff]:
                 del self._last_by_chat[chat]
-
-
-def split_html(html: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
-    """Split at line breaks so no message exceeds Telegram's limit (tags never span lines)."""
-    chunks: list[str] = []
-    current = ""
-    for line in html.split("\n"):
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit and current:
-            chunks.append(current)
-            candidate = line
-        current = candidate
-    chunks.append(current)
-    return chunks
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
+
 from bot.broadcast_store import BroadcastStore
 from bot.storage import Store
 from conversations import announcements, broadcast
@@ -16,10 +18,12 @@ from conversations.context import Context
 from conversations.i18n import negotiate
 from conversations.resident import handle
 from conversations.state import (
+    SEEN_KEPT,
     Action,
     Audience,
     BroadcastStatus,
     CancelBroadcast,
+    Command,
     Event,
     QueueBroadcast,
     Refused,
@@ -46,6 +50,20 @@ class ConcurrentUpdateError(RuntimeError):
     pass
 
 
+class Outgoing(BaseModel):
+    """A reply in the outbox: sent, then deleted (``id`` is its row)."""
+
+    id: int = 0
+    reply: Reply
+    pressed: int | None = None  # the message whose button was pressed: the reply may edit it
+
+
+def _seen(state: State, update_id: int) -> bool:
+    """Handled already? Older than everything remembered counts as handled too."""
+    seen = state.seen
+    return update_id in seen or (len(seen) >= SEEN_KEPT and update_id < min(seen))
+
+
 class ConversationService:
     def __init__(
         self,
@@ -66,12 +84,58 @@ class ConversationService:
         self,
         chat_id: int,
         event: Event,
-        update_id: int | None = None,
         language_code: str | None = None,
         staff: bool = False,
         user_id: int | None = None,
     ) -> list[Reply]:
-        """Handle ``event``; ``user_id`` (who sent it) defaults to the chat, as in a private chat.
+        """Handle ``event`` and return the replies (the console; nothing is redelivered)."""
+        return await self._apply(chat_id, event, None, language_code, staff, user_id)
+
+    async def receive(
+        self,
+        chat_id: int,
+        event: Event,
+        update_id: int,
+        language_code: str | None = None,
+        staff: bool = False,
+        user_id: int | None = None,
+        pressed: int | None = None,
+    ) -> list[Outgoing]:
+        """Handle Telegram update ``update_id`` once, however often it is delivered, and
+        return what the chat's outbox holds: its replies, after any an earlier update left
+        unsent. The caller sends each in order and then calls :meth:`sent`.
+
+        ``pressed`` is the message whose button was pressed (a reply may edit it).
+        """
+        await self._apply(chat_id, event, update_id, language_code, staff, user_id, pressed)
+        return [
+            Outgoing.model_validate_json(reply).model_copy(update={"id": row_id})
+            for row_id, reply in await self.store.pending(chat_id)
+        ]
+
+    async def sent(self, outgoing: Outgoing) -> None:
+        await self.store.sent(outgoing.id)
+
+    async def unsent(self, age: dt.timedelta) -> list[tuple[int, Outgoing]]:
+        """Replies committed more than ``age`` ago and not sent, claimed for sending now:
+        (chat id, reply)."""
+        now = self.clock()
+        return [
+            (chat_id, Outgoing.model_validate_json(reply).model_copy(update={"id": row_id}))
+            for row_id, chat_id, reply in await self.store.claim_stale(now - age, now)
+        ]
+
+    async def _apply(
+        self,
+        chat_id: int,
+        event: Event,
+        update_id: int | None,
+        language_code: str | None,
+        staff: bool,
+        user_id: int | None,
+        pressed: int | None = None,
+    ) -> list[Reply]:
+        """``user_id`` (who sent it) defaults to the chat, as in a private chat.
 
         Actions run before the state is saved and are idempotent (an upsert, a broadcast
         keyed by its preview), so a retry after a lost race, or an update delivered again
@@ -80,23 +144,23 @@ class ConversationService:
         for _ in range(ATTEMPTS):
             state, version = await self.store.load(chat_id)
             state = state or State()
-            if (
-                update_id is not None
-                and state.last_update_id is not None
-                and update_id <= state.last_update_id
-            ):
-                # Telegram delivers again what was not confirmed before a crash: answer
-                # as we did, without moving the conversation a second time.
-                return state.last_replies
+            if update_id is not None and _seen(state, update_id):
+                # Delivered again (a crash before it was confirmed): its replies are in the
+                # outbox until sent; handling it again would move the conversation twice.
+                return []
             context = Context(self.library, self.clock(), language_code, staff=staff)
             new, replies = handle(state, event, context)
             if any(r.action is not None for r in replies):
                 context = replace(context, locale=new.lang or negotiate(language_code))
                 actor = chat_id if user_id is None else user_id
                 replies = [await self._complete(r, chat_id, actor, context) for r in replies]
+            outbox: list[str] = []
             if update_id is not None:
-                new.last_update_id, new.last_replies = update_id, replies
-            if await self.store.save(chat_id, new, version):
+                new.seen = [*state.seen, update_id][-SEEN_KEPT:]
+                outbox = [Outgoing(reply=r, pressed=pressed).model_dump_json() for r in replies]
+            if await self.store.save(chat_id, new, version, outbox):
+                if isinstance(event, Command) and event.name == "cancel":
+                    await self.store.scrub()  # what was cleared leaves the write-ahead log too
                 return replies
         raise ConcurrentUpdateError("the conversation kept changing while being handled")
 

@@ -2,7 +2,14 @@
 
 Each row carries a version; a save only succeeds against the version it loaded, so two
 processes handling the same chat never overwrite each other (the loser reloads and
-handles the event again). Works with SQLite and PostgreSQL (asyncpg): a SQLite file is
+handles the event again). The replies of an update are committed with its state, in the
+``outbox``, and deleted one by one as they are sent: a crash between the commit and the
+sends leaves them there to send later, and repeats at most the reply in flight.
+
+Personal data at rest: times are stored in UTC (the retention purge compares with a UTC
+cut-off); SQLite overwrites deleted content (``secure_delete``) and :meth:`Store.scrub`
+moves the write-ahead log into the database and empties it, so what a resident cleared
+is not left in the ``-wal`` file. Works with SQLite and PostgreSQL (asyncpg): a SQLite file is
 used through the stdlib driver in worker threads (see ``create_engine``), anything else
 through SQLAlchemy's asyncio engine; the statements and transactions are the same.
 """
@@ -11,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +57,15 @@ conversations = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("chat_id", BigInteger, nullable=False, index=True),
+    Column("reply", Text, nullable=False),  # what to send, as JSON (bot.service.Outgoing)
+    Column("created_at", DateTime(timezone=True), nullable=False),  # or when last claimed
+)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -57,6 +73,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # Deleted rows (a purge, a sent reply, /cancel's old state) are zeroed, not just freed.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -103,6 +121,12 @@ _UPDATE = (
         updated_at=bindparam("new_updated_at"),
     )
 )
+_PENDING = (
+    select(outbox.c.id, outbox.c.reply)
+    .where(outbox.c.chat_id == bindparam("chat_id"))
+    .order_by(outbox.c.id)
+)
+_SENT = delete(outbox).where(outbox.c.id == bindparam("row_id"))
 _THREADS = 15  # the pool's default size plus overflow: no work waits for a thread
 
 
@@ -134,6 +158,19 @@ class Store:
 
     async def init(self) -> None:
         await self._run(metadata.create_all, commit=True)
+        await self.scrub()  # a crash may have left cleared data in the write-ahead log
+
+    async def scrub(self) -> None:
+        """After deleting personal data: copy SQLite's write-ahead log into the database
+        file and truncate it, so the old contents are gone from both (with secure_delete).
+        PostgreSQL reuses dead rows after VACUUM (autovacuum); see the README."""
+        if self.engine.dialect.name != "sqlite":
+            return
+
+        def work(conn: Connection) -> None:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(work, commit=False)
 
     async def close(self) -> None:
         if isinstance(self.engine, AsyncEngine):
@@ -157,38 +194,96 @@ class Store:
             return None, 0
         return State.model_validate_json(found[0]), found[1]
 
-    async def save(self, chat_id: int, state: State, version: int) -> bool:
-        """Store ``state`` if the row is still at ``version``; False when someone else won."""
+    async def save(
+        self, chat_id: int, state: State, version: int, replies: Sequence[str] = ()
+    ) -> bool:
+        """Store ``state`` if the row is still at ``version``, and put ``replies`` (JSON) in
+        the chat's outbox in the same transaction; False when someone else won."""
         new_state = state.model_dump_json()
-        updated_at = state.updated_at or dt.datetime.now(dt.UTC)
+        # UTC: SQLite keeps no offset, and the purge compares with a UTC cut-off.
+        updated_at = (state.updated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
 
         def work(conn: Connection) -> bool:
             if version == 0:
                 values = {"state": new_state, "version": 1, "updated_at": updated_at}
                 conn.execute(_INSERT, {"chat_id": chat_id, **values})
-                return True
-            result = conn.execute(
-                _UPDATE,
-                {
-                    "chat_id_": chat_id,
-                    "loaded_version": version,
-                    "new_state": new_state,
-                    "new_version": version + 1,
-                    "new_updated_at": updated_at,
-                },
-            )
-            return bool(result.rowcount == 1)
+            else:
+                result = conn.execute(
+                    _UPDATE,
+                    {
+                        "chat_id_": chat_id,
+                        "loaded_version": version,
+                        "new_state": new_state,
+                        "new_version": version + 1,
+                        "new_updated_at": updated_at,
+                    },
+                )
+                if result.rowcount != 1:
+                    return False
+            if replies:
+                rows = [{"chat_id": chat_id, "reply": r, "created_at": updated_at} for r in replies]
+                conn.execute(insert(outbox), rows)
+            return True
 
         try:
             return await self._run(work, commit=True)
         except IntegrityError:
             return False
 
+    async def pending(self, chat_id: int) -> list[tuple[int, str]]:
+        """The chat's outbox, oldest first: (row id, reply JSON)."""
+
+        def work(conn: Connection) -> list[tuple[int, str]]:
+            return [(row.id, row.reply) for row in conn.execute(_PENDING, {"chat_id": chat_id})]
+
+        return await self._run(work, commit=False)
+
+    async def sent(self, row_id: int) -> None:
+        """The outbox row was sent (or can never be): delete it."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(_SENT, {"row_id": row_id})
+
+        await self._run(work, commit=True)
+
+    async def claim_stale(
+        self, before: dt.datetime, now: dt.datetime
+    ) -> list[tuple[int, int, str]]:
+        """Outbox rows older than ``before`` (their sender died or failed), claimed for this
+        process: (row id, chat id, reply JSON). A claim moves the row's time to ``now`` only
+        if no one else moved it first, so two processes never send the same row."""
+        before, now = before.astimezone(dt.UTC), now.astimezone(dt.UTC)
+
+        def work(conn: Connection) -> list[tuple[int, int, str]]:
+            stale = conn.execute(
+                select(outbox.c.id, outbox.c.chat_id, outbox.c.reply, outbox.c.created_at)
+                .where(outbox.c.created_at < before)
+                .order_by(outbox.c.id)
+            ).all()
+            claimed = []
+            for row in stale:
+                moved = conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row.id, outbox.c.created_at == row.created_at)
+                    .values(created_at=now)
+                )
+                if moved.rowcount == 1:
+                    claimed.append((row.id, row.chat_id, row.reply))
+            return claimed
+
+        return await self._run(work, commit=True)
+
     async def purge(self, before: dt.datetime) -> int:
-        """Delete conversations untouched since ``before``; they hold personal data."""
+        """Delete conversations untouched since ``before``, and replies as old that were
+        never sent; they hold personal data."""
+        before = before.astimezone(dt.UTC)
 
         def work(conn: Connection) -> int:
             result = conn.execute(delete(conversations).where(conversations.c.updated_at < before))
+            conn.execute(delete(outbox).where(outbox.c.created_at < before))
             return int(result.rowcount or 0)
 
-        return await self._run(work, commit=True)
+        removed = await self._run(work, commit=True)
+        if removed:
+            await self.scrub()
+        return removed

@@ -22,7 +22,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -36,8 +36,10 @@ from telegram.ext import (
 
 from bot import reminders
 from bot.config import Settings
-from bot.delivery import DeliveryWorker, Pacer, split_html
-from bot.service import ConversationService
+from bot.delivery import DeliveryWorker, Pacer
+from bot.intake import UNCOMMITTED, serve
+from bot.service import ConversationService, Outgoing
+from bot.splitting import split_html
 from bot.storage import Store
 from conversations.broadcast import Progress, progress_text
 from conversations.context import Context
@@ -79,6 +81,7 @@ def command_menu(locale: str, staff: bool = False) -> list[BotCommand]:
 
 PURGE_EVERY = dt.timedelta(minutes=10)
 REMINDERS_EVERY = dt.timedelta(minutes=1)
+RESEND_AFTER = dt.timedelta(seconds=30)
 
 
 def _service(context: ContextTypes.DEFAULT_TYPE) -> ConversationService:
@@ -110,37 +113,57 @@ def _lane(
     return worker.interactive(chat_id) if worker else contextlib.nullcontext()
 
 
-async def send(
-    context: ContextTypes.DEFAULT_TYPE, chat_id: int, replies: list[Reply], pressed: int | None
+async def send(context: ContextTypes.DEFAULT_TYPE, chat_id: int, outbox: list[Outgoing]) -> None:
+    """Send the chat's outbox in order, each reply deleted from it once sent.
+
+    A reply Telegram refuses for good (BadRequest, Forbidden) is deleted too, so it does
+    not come back on every update; a network failure leaves it for the next update of the
+    chat, or for :func:`_resend_forever`.
+    """
+    service = _service(context)
+    for item in outbox:
+        try:
+            await _send_reply(context, chat_id, item.reply, item.pressed)
+        except (BadRequest, Forbidden):
+            await service.sent(item)
+            raise
+        await service.sent(item)
+
+
+async def _send_reply(
+    context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply, pressed: int | None
 ) -> None:
     bot = context.bot
-    for reply in replies:
-        keyboard = markup(reply)
-        if reply.edit and pressed is not None:
-            try:
-                async with _lane(context, chat_id):
-                    await bot.edit_message_text(
-                        reply.html,
-                        chat_id=chat_id,
-                        message_id=pressed,
-                        parse_mode=ParseMode.HTML,
-                        reply_markup=keyboard,
-                    )
-                continue
-            except BadRequest as err:
-                if "not modified" in str(err).lower():
-                    continue
-                # The message is too old to edit: send a new one instead.
-        chunks = split_html(reply.html)
-        for i, chunk in enumerate(chunks):
-            last = i == len(chunks) - 1
+    keyboard = markup(reply)
+    if reply.edit and pressed is not None:
+        try:
             async with _lane(context, chat_id):
-                await bot.send_message(
-                    chat_id,
-                    chunk,
+                await bot.edit_message_text(
+                    reply.html,
+                    chat_id=chat_id,
+                    message_id=pressed,
                     parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard if last else None,
+                    reply_markup=keyboard,
                 )
+            return
+        except BadRequest as err:
+            if "not modified" in str(err).lower():
+                return
+            # The message is too old to edit: send a new one instead.
+    chunks = split_html(reply.html)
+    for i, chunk in enumerate(chunks):
+        last = i == len(chunks) - 1
+        async with _lane(context, chat_id):
+            await bot.send_message(
+                chat_id,
+                chunk,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard if last else None,
+            )
+
+
+class NotCommitted(Exception):
+    """Handling an update failed before its state was committed: intake delivers it again."""
 
 
 async def _handle(
@@ -152,10 +175,19 @@ async def _handle(
     user = update.effective_user
     language = user.language_code if user else None
     staff = user is not None and user.id in context.bot_data["staff_ids"]
-    replies = await _service(context).process(
-        chat.id, event, update.update_id, language, staff=staff, user_id=user.id if user else None
-    )
-    await send(context, chat.id, replies, pressed)
+    try:
+        outbox = await _service(context).receive(
+            chat.id,
+            event,
+            update.update_id,
+            language,
+            staff=staff,
+            user_id=user.id if user else None,
+            pressed=pressed,
+        )
+    except Exception as err:
+        raise NotCommitted(type(err).__name__) from err
+    await send(context, chat.id, outbox)
 
 
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -176,7 +208,8 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     assert query is not None
-    await query.answer()
+    with contextlib.suppress(TelegramError):  # only stops the spinner: never lose the press
+        await query.answer()
     pressed = query.message.message_id if query.message else None
     await _handle(update, context, Press(query.data or ""), pressed)
 
@@ -202,6 +235,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.warning("telegram error: %s at %s", type(err).__name__, where)
         return
     log.error("update failed: %s at %s", type(err).__name__, where)
+    if isinstance(err, NotCommitted) and isinstance(update, Update):
+        context.bot_data[UNCOMMITTED].add(update.update_id)  # intake delivers it again
     if isinstance(err, Forbidden) and isinstance(update, Update) and update.effective_chat:
         # Blocked while we were answering: unsubscribed, and nothing more to send.
         with contextlib.suppress(Exception):
@@ -220,6 +255,21 @@ async def _purge_forever(store: Store, retention: dt.timedelta) -> None:
         if removed:
             log.info("purged %d idle conversations", removed)
         await asyncio.sleep(PURGE_EVERY.total_seconds())
+
+
+async def _resend_forever(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Send replies committed but never sent: their process died, or Telegram could not be
+    reached then. Younger ones are still being sent by whoever committed them."""
+    service: ConversationService = app.bot_data["service"]
+    context = ContextTypes.DEFAULT_TYPE(app)
+    while True:
+        try:
+            for chat_id, item in await service.unsent(RESEND_AFTER):
+                with contextlib.suppress(BadRequest, Forbidden):
+                    await send(context, chat_id, [item])
+        except Exception as err:  # the database or Telegram may be away for a while
+            log.warning("resending unsent replies failed: %s", type(err).__name__)
+        await asyncio.sleep(RESEND_AFTER.total_seconds())
 
 
 async def _reminders_forever(service: ConversationService, settings: Settings) -> None:
@@ -299,6 +349,7 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
                 _purge_forever(store, dt.timedelta(hours=settings.retention_hours))
             ),
             asyncio.create_task(_reminders_forever(service, settings)),
+            asyncio.create_task(_resend_forever(app)),
         ]
         if settings.broadcast_worker:
             app.bot_data["delivery"] = asyncio.create_task(worker.run())
@@ -320,6 +371,7 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         .base_url(settings.telegram_base_url)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
+        .updater(None)  # bot.intake confirms updates only once they are committed
         .build()
     )
     app.add_handler(CommandHandler([name for name, _ in COMMANDS + STAFF_COMMANDS], on_command))
@@ -333,17 +385,4 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
 
 
 def run(settings: Settings) -> None:
-    app = build_application(settings)
-    if settings.webhook_url:
-        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        path = settings.webhook_url.rstrip("/").rsplit("/", 1)[-1]
-        app.run_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            url_path=path,
-            webhook_url=settings.webhook_url,
-            secret_token=secret,
-            allowed_updates=Update.ALL_TYPES,
-        )
-    else:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
+    asyncio.run(serve(build_application(settings), settings))

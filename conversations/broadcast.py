@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from markupsafe import Markup
 
-from conversations import announcements
+from conversations import announcements, callbacks
 from conversations.context import Context, Result
 from conversations.i18n import LANGUAGE_NAMES, LOCALES
 from conversations.render import template_macro
@@ -135,11 +135,14 @@ def on_press(state: State, event: Press, ctx: Context) -> Result:
         return state, [_subscribe(region, ctx)]
     if not ctx.staff:
         return state, [_refused(data.split(":")[0], ctx)]
-    if data.startswith("rem:"):
-        _, switch, region = data.split(":", 2)
-        return state, [Reply(html="", action=Reminders(region=region, enabled=switch == "on"))]
-    if data.startswith("bc:stop:") and data.removeprefix("bc:stop:").isdigit():
-        return state, [Reply(html="", action=CancelBroadcast(broadcast_id=int(data[8:])))]
+    press = callbacks.parse(data)
+    if press is None:
+        return state, [Reply(html=say(ctx, "no_draft"))]
+    if press.name in ("rem:on", "rem:off"):
+        switch = Reminders(region=press.value, enabled=press.name == "rem:on")
+        return state, [Reply(html="", action=switch)]
+    if press.name == "bc:stop":
+        return state, [Reply(html="", action=CancelBroadcast(broadcast_id=press.number))]
     if data == "bc:quit":
         state.draft = None
         return state, [Reply(html=say(ctx, "draft_dropped"))]

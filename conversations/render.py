@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import unicodedata
 from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from conversations.i18n import localizer
+
+ECHO_LIMIT = 30  # characters of what someone typed that a reply quotes back
+
+
+def echo(text: str, limit: int = ECHO_LIMIT) -> str:
+    """A short excerpt of what someone typed, to quote back in a reply.
+
+    Control and format characters (NUL, zero-width, bidirectional overrides) are dropped,
+    whitespace runs become one space, and anything past ``limit`` becomes "…": a
+    reply stays one message whatever was sent. Autoescape escapes the result.
+    """
+    kept = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co"))
+    short = " ".join(kept.split())
+    return short if len(short) <= limit else short[: limit - 1] + "…"
 
 
 @cache
@@ -29,6 +44,7 @@ def environment(locale: str) -> Environment:
         terms=loc.terms,
         msg=loc.msg,
         clause=loc.clause,
+        echo=echo,
     )
     return env
 

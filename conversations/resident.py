@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-from conversations import broadcast
+from conversations import broadcast, callbacks
 from conversations.context import ASK, BACK, EDIT, RESTART, Context, Result
 from conversations.dates import DateError, parse_date
 from conversations.i18n import LANGUAGE_NAMES, LOCALES, negotiate
@@ -34,11 +34,11 @@ from policies.engine import quote
 from policies.faq import default_index
 from policies.lint import clause_spans
 from policies.models import Category, Notice, Tier
-from policies.quote import Applicant, ApplicantError, Quote
+from policies.quote import EARLIEST_BIRTH, Applicant, ApplicantError, Quote
 from policies.text import N_
 
 IDLE_LIMIT = dt.timedelta(minutes=30)
-EARLIEST_BIRTH = dt.date(1900, 1, 1)
+QUESTION_LIMIT = 100  # characters of a question the FAQ looks at
 
 _DONE_WORDS = ("完成", "好了", "好的", "确定", "就这些", "没有了", "ok", "OK")
 _NONE_WORDS = ("以上都不是", "都不是", "没有", "无", "普通", "一般", "不是")
@@ -52,9 +52,8 @@ _EDIT_LABELS = {
 
 
 def handle(state: State, event: Event, ctx: Context) -> Result:
-    # A copy the handlers may change: categories is the only mutable answer; the replies
-    # saved for a redelivered update are replaced after handling, so they are not copied.
-    state = state.model_copy(update={"categories": list(state.categories), "last_replies": []})
+    # A copy the handlers may change: categories is the only mutable answer.
+    state = state.model_copy(update={"categories": list(state.categories)})
     ctx = replace(ctx, locale=state.lang or negotiate(ctx.language_code))
     if _expired(state, ctx) and not isinstance(event, Command):
         if state.step in (Step.QUOTED, Step.FAQ):
@@ -85,6 +84,8 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
     if isinstance(event, Command):
         return _on_command(state, event, ctx)
     if isinstance(event, Press):
+        if callbacks.parse(event.data) is None:  # forged, or from a version long gone
+            return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
         if event.data == "restart":
             fresh = State(step=Step.REGION, lang=state.lang)
             return fresh, [_ask(fresh, ctx)]
@@ -394,7 +395,8 @@ def _on_faq(state: State, event: Event, ctx: Context) -> Result:
     if not isinstance(event, Text) or not event.text.strip():
         return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
     index = default_index()
-    question = event.text.strip()
+    # Analysed on the event loop: past a few sentences the cost grows and the answer does not.
+    question = event.text.strip()[:QUESTION_LIMIT]
     region = ctx.library.region_in(question) or state.faq_region or state.region
     if region is None:
         first = index.search(question)[0]

@@ -44,10 +44,12 @@ class State(BaseModel):
     faq_question: str | None = None  # waiting for the region to be chosen
     draft: Draft | None = None  # staff: the broadcast being prepared
     updated_at: dt.datetime | None = None
-    # The last Telegram update handled and what was answered, so an update delivered
-    # again after a crash is answered the same way instead of being handled twice.
-    last_update_id: int | None = None
-    last_replies: list[Reply] = []
+    # The latest Telegram updates handled (at most SEEN_KEPT), so an update delivered
+    # again is not handled twice, while one that arrives after a newer one still is.
+    seen: list[int] = []
+
+
+SEEN_KEPT = 100
 
 
 class Draft(BaseModel):

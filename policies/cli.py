@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -16,7 +17,7 @@ from typing import Any, NoReturn
 from policies.engine import quote
 from policies.lint import lint_all
 from policies.loader import Library, default_library
-from policies.quote import Applicant, ApplicantError, Quote
+from policies.quote import EARLIEST_BIRTH, Applicant, ApplicantError, Quote
 
 
 class UsageError(Exception):
@@ -29,11 +30,27 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"参数有误：{message}；用法见 {self.prog} --help")
 
 
+# Only what the help names: date.fromisoformat also takes week dates ("2023-W45-7").
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def iso_date(value: str) -> dt.date:
+    if not _ISO_DATE.fullmatch(value):
+        _bad_date(value)
     try:
-        return dt.date.fromisoformat(value) if len(value) == 10 else _bad_date(value)
+        return dt.date.fromisoformat(value)
     except ValueError:
         _bad_date(value)
+
+
+def birth_date(value: str) -> dt.date:
+    """An ISO date in the bot's birth range: from EARLIEST_BIRTH up to today."""
+    born = iso_date(value)
+    if not EARLIEST_BIRTH <= born <= dt.date.today():
+        raise argparse.ArgumentTypeError(
+            f"出生日期 {value} 不在 {EARLIEST_BIRTH.isoformat()} 至今天之间"
+        )
+    return born
 
 
 def _bad_date(value: str) -> NoReturn:
@@ -50,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     q = sub.add_parser("quote", help="计算应缴金额、资助和待遇期")
     q.add_argument("--region", required=True)
-    q.add_argument("--birth-date", required=True, type=iso_date)
+    q.add_argument("--birth-date", required=True, type=birth_date, help="YYYY-MM-DD")
     q.add_argument("--date", required=True, type=iso_date, help="缴费日期")
     q.add_argument("--category", action="append", default=[])
     q.add_argument("--tier", type=int)

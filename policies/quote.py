@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from policies.text import Msg
 
+# The earliest birth date anyone is quoted for, in the bot and on the command line.
+EARLIEST_BIRTH = dt.date(1900, 1, 1)
+
 ErrorKind = Literal[
     "unknown_region",
     "unknown_category",

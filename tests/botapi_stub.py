@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -201,6 +202,78 @@ def _parse_multipart(content_type: str, body: bytes) -> JSONDict:
 
 def _utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
+
+
+# What Telegram checks in a message it is asked to send (Bot API "Formatting options",
+# HTML style): these are refused there, so the stand-in refuses them too.
+MAX_TEXT = 4096  # characters after entity parsing
+MAX_CALLBACK_DATA = 64  # bytes
+MAX_BUTTONS = 100
+_HTML_TAGS = frozenset(
+    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a"}
+    | {"tg-emoji", "code", "pre", "blockquote"}
+)
+_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+_HTML_PIECE = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)([^<>]*)>|&(#?[0-9a-zA-Z]+);|([<>&])")
+
+
+def html_error(text: str) -> str | None:
+    """Why Telegram would refuse ``text`` in HTML parse mode, or None when it accepts it."""
+    stack: list[str] = []
+    shown: list[str] = []
+    pos = 0
+    for piece in _HTML_PIECE.finditer(text):
+        shown.append(text[pos : piece.start()])
+        pos = piece.end()
+        closing, name, _attributes, entity, bare = piece.groups()
+        if bare is not None:
+            return f"Can't parse entities: unexpected {bare!r} at byte offset {piece.start()}"
+        if entity is not None:
+            if entity.startswith("#"):
+                digits = entity[1:]
+                try:
+                    hexadecimal = digits[:1] in ("x", "X")
+                    shown.append(chr(int(digits[1:], 16) if hexadecimal else int(digits)))
+                except (ValueError, OverflowError):
+                    return f"Can't parse entities: bad character reference &{entity};"
+            elif entity in _NAMED_ENTITIES:
+                shown.append(_NAMED_ENTITIES[entity])
+            else:
+                return f"Can't parse entities: unsupported HTML entity &{entity};"
+            continue
+        name = name.lower()
+        if name not in _HTML_TAGS:
+            return f'Can\'t parse entities: unsupported start tag "{name}"'
+        if not closing:
+            stack.append(name)
+        elif not stack or stack.pop() != name:
+            return f"Can't parse entities: can't find end tag corresponding to start tag {name}"
+    if stack:
+        return f"Can't parse entities: can't find end tag corresponding to start tag {stack[-1]}"
+    shown.append(text[pos:])
+    visible = "".join(shown)
+    if not visible.strip():
+        return "message text is empty"
+    if _utf16_len(visible) > MAX_TEXT:
+        return "message is too long"
+    return None
+
+
+def markup_error(markup: Any) -> str | None:
+    """Why Telegram would refuse an inline keyboard, or None."""
+    if not isinstance(markup, dict) or "inline_keyboard" not in markup:
+        return None
+    rows = markup["inline_keyboard"]
+    if sum(len(row) for row in rows) > MAX_BUTTONS:
+        return "reply markup is too long"
+    for row in rows:
+        for button in row:
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(str(data).encode("utf-8")) <= MAX_CALLBACK_DATA:
+                return "BUTTON_DATA_INVALID"
+            if not button.get("text"):
+                return "text buttons are unallowed in the inline keyboard"
+    return None
 
 
 class BotApiStub:
@@ -678,12 +751,26 @@ class BotApiStub:
         else:
             message.pop("reply_markup", None)
 
+    @staticmethod
+    def _check_content(params: JSONDict) -> None:
+        text = params.get("text")
+        if text is not None and str(params.get("parse_mode") or "").upper() == "HTML":
+            problem = html_error(str(text))
+        elif text is not None:
+            problem = "message is too long" if _utf16_len(str(text)) > MAX_TEXT else None
+        else:
+            problem = None
+        problem = problem or markup_error(params.get("reply_markup"))
+        if problem is not None:
+            raise _ApiError(400, f"Bad Request: {problem}")
+
     def _send_message(self, params: JSONDict) -> JSONDict:
         chat_id = params.get("chat_id")
         if chat_id is None or params.get("text") in (None, ""):
             raise _ApiError(400, "Bad Request: message text is empty")
         if not isinstance(chat_id, int | str):
             raise _ApiError(400, "Bad Request: chat not found")
+        self._check_content(params)
         message: JSONDict = {
             "message_id": self._new_message_id(chat_id),
             "from": self.bot_user,
@@ -710,6 +797,7 @@ class BotApiStub:
             if params.get("text") in (None, ""):
                 raise _ApiError(400, "Bad Request: message text is empty")
             edited["text"] = str(params["text"])
+        self._check_content(params)
         self._echo_markup(edited, params.get("reply_markup"))
         if edited.get("text") == stored.get("text") and edited.get("reply_markup") == stored.get(
             "reply_markup"

@@ -202,11 +202,11 @@ async def test_broadcast_preview_confirm_queue_status_cancel(
 
 async def test_a_confirm_delivered_twice_queues_once(svc: ConversationService) -> None:
     await subscribe(svc, {31: "zh_Hans"}, "dalate")
-    await svc.process(STAFF, Command("broadcast"), update_id=1, staff=True)
-    await svc.process(STAFF, Press("bc:t:collection_opens"), update_id=2, staff=True)
-    await svc.process(STAFF, Press("bc:r:dalate"), update_id=3, staff=True)
-    first = await svc.process(STAFF, Press("bc:send"), update_id=4, staff=True)
-    again = await svc.process(STAFF, Press("bc:send"), update_id=4, staff=True)
+    await svc.receive(STAFF, Command("broadcast"), update_id=1, staff=True)
+    await svc.receive(STAFF, Press("bc:t:collection_opens"), update_id=2, staff=True)
+    await svc.receive(STAFF, Press("bc:r:dalate"), update_id=3, staff=True)
+    first = await svc.receive(STAFF, Press("bc:send"), update_id=4, staff=True)
+    again = await svc.receive(STAFF, Press("bc:send"), update_id=4, staff=True)
     assert first == again
     assert len(await svc.broadcasts.recent()) == 1
 

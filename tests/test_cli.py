@@ -182,3 +182,25 @@ def test_module_entry_point_runs() -> None:
     assert (
         proc.returncode == 2 and proc.stderr.startswith("错误：") and "Traceback" not in proc.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--birth-date", "1980-W45-7", "YYYY-MM-DD"),
+        ("--date", "2022-W45-7", "YYYY-MM-DD"),
+        ("--date", "2022-1105", "YYYY-MM-DD"),
+        ("--birth-date", "0001-01-01", "1900-01-01"),
+        ("--birth-date", "1899-12-31", "1900-01-01"),
+    ],
+)
+def test_only_named_date_formats_and_the_bots_birth_range(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, says: str
+) -> None:
+    """Issue 13, "the CLI accepts ISO week dates and birth years like 0001": only
+    YYYY-MM-DD (what --help names) and births from 1900-01-01, as in the bot."""
+    given = {"--birth-date": "1980-01-01", "--date": "2022-11-01", flag: value}
+    argv = [x for kv in given.items() for x in kv]
+    code, out, err = run(capsys, "quote", "--region", "dalate", *argv)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and says in err

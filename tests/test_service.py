@@ -32,9 +32,9 @@ def service(store: Store) -> ConversationService:
 
 async def test_every_update_is_committed_and_survives_a_new_process(store: Store) -> None:
     svc = service(store)
-    await svc.process(7, Command("start"), update_id=1)
-    await svc.process(7, Press("region:tonghe"), update_id=2)
-    await svc.process(7, Text("2023-02-01"), update_id=3)
+    await svc.receive(7, Command("start"), update_id=1)
+    await svc.receive(7, Press("region:tonghe"), update_id=2)
+    await svc.receive(7, Text("2023-02-01"), update_id=3)
     # A second store on the same file stands for a restarted (or another) process.
     other = Store(store.engine.url.render_as_string(hide_password=False))
     state, version = await other.load(7)
@@ -47,14 +47,41 @@ async def test_every_update_is_committed_and_survives_a_new_process(store: Store
     )
 
 
-async def test_a_redelivered_update_is_answered_again_without_advancing(store: Store) -> None:
+async def test_a_redelivered_update_repeats_only_what_was_not_sent(store: Store) -> None:
+    """Issue 13, "intake confirms before handling": an update delivered again is not
+    handled twice, and only its replies still in the outbox (the one in flight) go again."""
     svc = service(store)
-    await svc.process(7, Command("start"), update_id=10)
-    first = await svc.process(7, Press("region:shangluo"), update_id=11)
-    again = await svc.process(7, Press("region:shangluo"), update_id=11)
-    assert again == first
+    for item in await svc.receive(7, Command("start"), update_id=10):
+        await svc.sent(item)
+    first = await svc.receive(7, Press("region:shangluo"), update_id=11)
+    again = await svc.receive(7, Press("region:shangluo"), update_id=11)
+    assert again == first and len(first) == 1 and "出生日期" in first[0].reply.html
+    await svc.sent(first[0])
+    assert await svc.receive(7, Press("region:shangluo"), update_id=11) == []
     state, version = await store.load(7)
     assert state is not None and state.step == Step.BIRTH and version == 2
+
+
+async def test_an_update_arriving_after_a_newer_one_is_still_applied(store: Store) -> None:
+    """Issue 13, "per-chat order": two processes (two stores on one database) get a
+    chat's updates out of order; the older one is applied, not taken for a redelivery."""
+    first, second = service(store), service(Store(store.engine.url.render_as_string(False)))
+    await first.receive(7, Command("start"), update_id=20)
+    await first.receive(7, Press("region:shangluo"), update_id=21)
+    await first.receive(7, Text("1980-01-01"), update_id=22)
+    await second.receive(7, Press("cat:tekun"), update_id=24)
+    late = await first.receive(7, Press("cat:dibao"), update_id=23)
+    assert "特困" in late[-1].reply.html and "低保" in late[-1].reply.html
+    # Interleaved and at the same time: every toggle lands once.
+    await asyncio.gather(
+        second.receive(7, Press("cat:tekun"), update_id=26),
+        first.receive(7, Press("cat:guer"), update_id=25),
+    )
+    await second.receive(7, Press("cat:tekun"), update_id=26)  # redelivered: not toggled back
+    state, _ = await store.load(7)
+    await second.store.close()
+    assert state is not None and sorted(state.categories) == ["dibao", "guer"]
+    assert sorted(state.seen) == [20, 21, 22, 23, 24, 25, 26]
 
 
 async def test_concurrent_writers_never_lose_an_update(store: Store) -> None:
@@ -82,3 +109,15 @@ async def test_purge_deletes_idle_conversations_only(store: Store) -> None:
     await store.save(2, State(updated_at=NOW), 0)
     assert await store.purge(NOW - dt.timedelta(hours=24)) == 1
     assert (await store.load(1))[0] is None and (await store.load(2))[0] is not None
+
+
+async def test_purge_counts_retention_in_utc_with_the_bots_time_zone(store: Store) -> None:
+    """Issue 13, "the retention purge runs 8 hours late on SQLite": the conversation is
+    stamped by the service's China-time clock; a purge 2 hours later with 1 hour of
+    retention deletes it (stored China time, compared with a UTC cut-off, it stayed)."""
+    svc = service(store)
+    await svc.process(7, Command("start"))
+    await svc.process(7, Press("region:shangluo"))
+    later = NOW.astimezone(dt.UTC) + dt.timedelta(hours=2)
+    assert await store.purge(later - dt.timedelta(hours=1)) == 1
+    assert (await store.load(7))[0] is None
