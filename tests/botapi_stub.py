@@ -94,6 +94,9 @@ class _StubHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     stub: BotApiStub
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the crash tests do that) is not worth a traceback."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _StubHTTPServer

@@ -58,7 +58,12 @@ def test_the_library_dump_of_an_unparseable_update_is_withheld(
 ) -> None:
     """Issue 13, "python-telegram-bot logs the raw update JSON at CRITICAL": the filter on
     the handlers withholds the text and names, whichever logger the record comes from."""
-    raw = [{"update_id": 5, "message": {"text": "我生于1961-07-23，低保户", "from": {"first_name": "王"}}}]
+    raw = [
+        {
+            "update_id": 5,
+            "message": {"text": "我生于1961-07-23，低保户", "from": {"first_name": "王"}},
+        }
+    ]
     handler = caplog.handler
     handler.addFilter(redaction.WithholdMessageText())
     with caplog.at_level(logging.DEBUG):
