@@ -321,9 +321,10 @@ class Timer:
 def instrumented(service: ConversationService, timer: Timer) -> Iterator[None]:
     store = service.store
     with (
-        mock.patch.object(service, "process", timer.wrap("process", service.process)),
+        mock.patch.object(service, "receive", timer.wrap("receive", service.receive)),
         mock.patch.object(store, "load", timer.wrap("load", store.load)),
-        mock.patch.object(store, "save", timer.wrap("save", store.save)),
+        mock.patch.object(store, "commit", timer.wrap("commit", store.commit)),
+        mock.patch.object(store, "sent", timer.wrap("sent", store.sent)),
         mock.patch("bot.service.handle", timer.wrap_sync("handle", resident.handle)),
         mock.patch.object(telegram_app, "send", timer.wrap("send", telegram_app.send)),
     ):
@@ -335,7 +336,7 @@ async def check_conversations(service: ConversationService, chats: int) -> None:
     for c in range(chats):
         state, _ = await service.store.load(FIRST_CHAT + c)
         assert state is not None and state.step == Step.QUOTED, (c, state)
-        assert state.last_replies and "元" in state.last_replies[0].html, state.last_replies
+        assert await service.store.pending(FIRST_CHAT + c) == []  # every reply was sent
 
 
 def us(seconds: float) -> str:
@@ -406,13 +407,14 @@ async def main(chats: int, rounds: int) -> float:
     print()
     print(f"Breakdown of ours (one instrumented round, {us(breakdown_total)}/update):")
     part = {name: seconds / n for name, seconds in timer.seconds.items()}
-    rest = breakdown_total - part["process"] - part["send"]
+    rest = breakdown_total - part["receive"] - part["send"]
     rows = [
-        ("ConversationService.process", part["process"]),
+        ("ConversationService.receive", part["receive"]),
         ("  Store.load", part["load"]),
         ("  resident.handle", part["handle"]),
-        ("  Store.save", part["save"]),
+        ("  Store.commit (state, outbox)", part["commit"]),
         ("send (Bot API calls)", part["send"]),
+        ("  Store.sent (outbox row deleted)", part["sent"]),
         ("PTB dispatch, answerCallbackQuery", rest),
         ("of all: fake Bot API itself", ours_fake_last / n),
     ]

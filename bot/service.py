@@ -89,7 +89,9 @@ class ConversationService:
         user_id: int | None = None,
     ) -> list[Reply]:
         """Handle ``event`` and return the replies (the console; nothing is redelivered)."""
-        return await self._apply(chat_id, event, None, language_code, staff, user_id)
+        replies: list[Reply] = []
+        await self._apply(chat_id, event, None, language_code, staff, user_id, into=replies)
+        return replies
 
     async def receive(
         self,
@@ -107,10 +109,12 @@ class ConversationService:
 
         ``pressed`` is the message whose button was pressed (a reply may edit it).
         """
-        await self._apply(chat_id, event, update_id, language_code, staff, user_id, pressed)
+        outbox = await self._apply(
+            chat_id, event, update_id, language_code, staff, user_id, pressed
+        )
         return [
             Outgoing.model_validate_json(reply).model_copy(update={"id": row_id})
-            for row_id, reply in await self.store.pending(chat_id)
+            for row_id, reply in outbox
         ]
 
     async def sent(self, outgoing: Outgoing) -> None:
@@ -134,8 +138,12 @@ class ConversationService:
         staff: bool,
         user_id: int | None,
         pressed: int | None = None,
-    ) -> list[Reply]:
-        """``user_id`` (who sent it) defaults to the chat, as in a private chat.
+        into: list[Reply] | None = None,
+    ) -> list[tuple[int, str]]:
+        """Handle ``event`` and commit; the chat's outbox after the commit (with
+        ``update_id``; else the replies go to ``into``, and not to the outbox).
+
+        ``user_id`` (who sent it) defaults to the chat, as in a private chat.
 
         Actions run before the state is saved and are idempotent (an upsert, a broadcast
         keyed by its preview), so a retry after a lost race, or an update delivered again
@@ -147,7 +155,7 @@ class ConversationService:
             if update_id is not None and _seen(state, update_id):
                 # Delivered again (a crash before it was confirmed): its replies are in the
                 # outbox until sent; handling it again would move the conversation twice.
-                return []
+                return await self.store.pending(chat_id)
             context = Context(self.library, self.clock(), language_code, staff=staff)
             new, replies = handle(state, event, context)
             if any(r.action is not None for r in replies):
@@ -158,10 +166,13 @@ class ConversationService:
             if update_id is not None:
                 new.seen = [*state.seen, update_id][-SEEN_KEPT:]
                 outbox = [Outgoing(reply=r, pressed=pressed).model_dump_json() for r in replies]
-            if await self.store.save(chat_id, new, version, outbox):
+            pending = await self.store.commit(chat_id, new, version, outbox)
+            if pending is not None:
                 if isinstance(event, Command) and event.name == "cancel":
                     await self.store.scrub()  # what was cleared leaves the write-ahead log too
-                return replies
+                if into is not None:
+                    into.extend(replies)
+                return pending
         raise ConcurrentUpdateError("the conversation kept changing while being handled")
 
     async def _complete(self, reply: Reply, chat_id: int, actor: int, ctx: Context) -> Reply:

@@ -130,6 +130,10 @@ _SENT = delete(outbox).where(outbox.c.id == bindparam("row_id"))
 _THREADS = 15  # the pool's default size plus overflow: no work waits for a thread
 
 
+def _pending(conn: Connection, chat_id: int) -> list[tuple[int, str]]:
+    return [(row.id, row.reply) for row in conn.execute(_PENDING, {"chat_id": chat_id})]
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
@@ -194,16 +198,21 @@ class Store:
             return None, 0
         return State.model_validate_json(found[0]), found[1]
 
-    async def save(
+    async def save(self, chat_id: int, state: State, version: int) -> bool:
+        """Store ``state`` if the row is still at ``version``; False when someone else won."""
+        return await self.commit(chat_id, state, version) is not None
+
+    async def commit(
         self, chat_id: int, state: State, version: int, replies: Sequence[str] = ()
-    ) -> bool:
-        """Store ``state`` if the row is still at ``version``, and put ``replies`` (JSON) in
-        the chat's outbox in the same transaction; False when someone else won."""
+    ) -> list[tuple[int, str]] | None:
+        """Store ``state`` if the row is still at ``version`` and add ``replies`` (JSON) to
+        the chat's outbox, in one transaction; the outbox then (as :meth:`pending`), or
+        None when someone else won."""
         new_state = state.model_dump_json()
         # UTC: SQLite keeps no offset, and the purge compares with a UTC cut-off.
         updated_at = (state.updated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
 
-        def work(conn: Connection) -> bool:
+        def work(conn: Connection) -> list[tuple[int, str]] | None:
             if version == 0:
                 values = {"state": new_state, "version": 1, "updated_at": updated_at}
                 conn.execute(_INSERT, {"chat_id": chat_id, **values})
@@ -219,24 +228,21 @@ class Store:
                     },
                 )
                 if result.rowcount != 1:
-                    return False
+                    return None
             if replies:
                 rows = [{"chat_id": chat_id, "reply": r, "created_at": updated_at} for r in replies]
                 conn.execute(insert(outbox), rows)
-            return True
+            return _pending(conn, chat_id)
 
         try:
             return await self._run(work, commit=True)
         except IntegrityError:
-            return False
+            return None
 
     async def pending(self, chat_id: int) -> list[tuple[int, str]]:
         """The chat's outbox, oldest first: (row id, reply JSON)."""
 
-        def work(conn: Connection) -> list[tuple[int, str]]:
-            return [(row.id, row.reply) for row in conn.execute(_PENDING, {"chat_id": chat_id})]
-
-        return await self._run(work, commit=False)
+        return await self._run(lambda conn: _pending(conn, chat_id), commit=False)
 
     async def sent(self, row_id: int) -> None:
         """The outbox row was sent (or can never be): delete it."""

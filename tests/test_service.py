@@ -121,3 +121,18 @@ async def test_purge_counts_retention_in_utc_with_the_bots_time_zone(store: Stor
     later = NOW.astimezone(dt.UTC) + dt.timedelta(hours=2)
     assert await store.purge(later - dt.timedelta(hours=1)) == 1
     assert (await store.load(7))[0] is None
+
+
+async def test_a_reply_committed_but_never_sent_is_claimed_once_for_sending(store: Store) -> None:
+    """Issue 13, "a reply whose state was committed but whose send did not happen is sent
+    on restart": it stays in the outbox; later, one process (not two) claims it."""
+    svc = service(store)
+    [item] = await svc.receive(7, Command("start"), update_id=1)  # then the process died
+    later = NOW + dt.timedelta(minutes=1)
+    first = ConversationService(store, default_library(), clock=lambda: later)
+    second = ConversationService(store, default_library(), clock=lambda: later)
+    claimed = await first.unsent(dt.timedelta(seconds=30))
+    assert [(chat, o.reply) for chat, o in claimed] == [(7, item.reply)]
+    assert await second.unsent(dt.timedelta(seconds=30)) == []
+    await first.sent(claimed[0][1])
+    assert await store.pending(7) == []
