@@ -16,6 +16,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -85,6 +86,12 @@ _CHECK = "10x98765432"
 def id_checksum_ok(number: str) -> bool:
     total = sum(int(d) * w for d, w in zip(number[:17], _WEIGHTS, strict=True))
     return _CHECK[total % 11] == number[17]
+
+
+def without_id_numbers(text: str) -> str:
+    """The text (NFKC) with every resident ID number cut out, before it is echoed or kept."""
+    text = unicodedata.normalize("NFKC", text)
+    return _ID15.sub("", re.compile(_ID18.pattern, re.IGNORECASE).sub("", text))
 
 
 def _id_birth(number: str) -> dt.date | None:

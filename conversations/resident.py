@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from conversations import broadcast
 from conversations.context import ASK, BACK, EDIT, RESTART, Context, Result
-from conversations.dates import with_year
+from conversations.dates import with_year, without_id_numbers
 from conversations.i18n import LANGUAGE_NAMES, LOCALES, negotiate
 from conversations.render import render
 from conversations.state import (
@@ -41,7 +41,6 @@ from policies.text import N_
 
 IDLE_LIMIT = dt.timedelta(minutes=30)  # after this, a returning resident is welcomed back
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
-_ASKED = (Step.REGION, Step.BIRTH, Step.CATEGORIES, Step.TIER, Step.PAYMENT)
 _EDIT_LABELS = {
     Step.REGION: N_("地区"),
     Step.BIRTH: N_("出生日期"),
@@ -56,10 +55,10 @@ def handle(state: State, event: Event, ctx: Context) -> Result:
     # saved for a redelivered update are replaced after handling, so they are not copied.
     state = state.model_copy(update={"categories": list(state.categories), "last_replies": []})
     ctx = replace(ctx, locale=state.lang or negotiate(ctx.language_code))
-    back_after_a_while = _expired(state, ctx) and state.step in _ASKED
+    back_after_a_while = _expired(state, ctx) and state.step in QUESTIONS
     state, replies = _dispatch(state, event, ctx)
     state.updated_at = ctx.now
-    if back_after_a_while and replies and state.step in (*_ASKED, Step.QUOTED):
+    if back_after_a_while and replies and state.step in (*QUESTIONS, Step.QUOTED):
         # Answers are kept for the retention period: go on, or start again with one press.
         first = replies[0]
         welcome = ctx.say("welcome_back", facts=_facts(state, ctx))
@@ -123,7 +122,7 @@ def _on_command(state: State, event: Command, ctx: Context) -> Result:
     if event.name == "faq":
         # Answers given so far are kept; in the middle of a quote, the question is asked
         # again after the answer. /quote starts a new quote.
-        if state.step in _ASKED:
+        if state.step in QUESTIONS:
             state.resume = state.step
         state.step = Step.FAQ
         return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
@@ -379,14 +378,14 @@ def _navigate(state: State, u: Understanding, ctx: Context) -> Result:
         return _on_command(state, Command("cancel"), ctx)
     if state.step == Step.CATEGORIES:  # done
         return _on_categories(state, Press("cat:done"), ctx)
-    return state, [_ask(state, ctx)] if state.step in _ASKED else [Reply(html=ctx.say("idle"))]
+    return state, [_ask(state, ctx)] if state.step in QUESTIONS else [Reply(html=ctx.say("idle"))]
 
 
 def _on_question(state: State, text: str, u: Understanding, ctx: Context) -> Result:
     if state.step == Step.IDLE and u.quote_intent:  # "多少钱": the quote answers it
         fresh = State(step=Step.REGION, lang=state.lang)
         return fresh, [_ask(fresh, ctx)]
-    if state.step not in _ASKED:
+    if state.step not in QUESTIONS:
         return _on_faq(state, Text(text), ctx)
     if u.quote_intent:  # "要交多少钱" in the middle: the quote these questions lead to
         return state, [_ask(state, ctx, prefix=ctx.say("quote_answers_it"))]
@@ -410,7 +409,8 @@ def _take_answers(state: State, u: Understanding, text: str, ctx: Context) -> Re
         return state, [problem if not said else _prefixed(problem, said)]
     state, replies = _advance(state, ctx)
     replies[0] = _prefixed(replies[0], said) if said else replies[0]
-    question = text.strip() if u.question and not u.quote_intent else state.faq_question
+    asked = without_id_numbers(text).strip()  # an ID number is never echoed
+    question = asked if u.question and not u.quote_intent else state.faq_question
     if question and state.region:  # asked now, or before the region was known
         state.faq_question = None
         replies.insert(0, answer_question(question, state.region, state, ctx))

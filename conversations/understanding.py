@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -77,8 +77,6 @@ class Understanding:
     nav: Nav | None = None
     question: bool = False
     quote_intent: bool = False  # asks what to pay: the quote answers it
-    correction: bool = False
-    notes: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def answers(self) -> bool:
@@ -194,7 +192,6 @@ def understand(
         nav=nav,
         question=question,
         quote_intent=quote_intent,
-        correction=_CORRECTION.search(norm) is not None,
     )
 
 

@@ -90,6 +90,10 @@ def test_an_id_number_gives_the_birth_date_and_is_neither_kept_nor_echoed() -> N
     assert "没有保存" in replies[-1].html
     state, replies = chat(Command("start"), Press("region:shangluo"), Text(number[:-1] + "7"))
     assert state.birth_date is None and "校验位不对" in replies[-1].html
+    # With a question in the same message: answered, the number not echoed in "问：…".
+    state, replies = chat(Command("start"), Press("region:shangluo"), Text(f"{number} 在哪交"))
+    assert state.birth_date == dt.date(1956, 3, 5)
+    assert all(number not in r.html for r in replies) and "〔五（一）1〕" in replies[0].html
 
 
 def test_payment_before_the_notice_could_apply_is_explained() -> None:
