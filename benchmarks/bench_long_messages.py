@@ -1,10 +1,11 @@
-"""How long a very long FAQ question holds the event loop (issue 13).
+"""How long a very long message holds the event loop (issue 13).
 
-A resident can send 4,096 characters; everything the FAQ does with them runs on the
-event loop, so every other chat waits meanwhile. Prints the median time of one FAQ step
-(``resident.handle``) for a short question and for 4,096-character ones.
+A resident can send 4,096 characters; understanding them and searching the FAQ run on
+the event loop, so every other chat waits meanwhile. Prints the median time of one step
+(``resident.handle``) for a short message and for 4,096-character ones, at the region
+question, the birth-date question and outside a conversation (a FAQ question).
 
-    .venv/bin/python benchmarks/bench_faq_long.py
+    .venv/bin/python benchmarks/bench_long_messages.py
 """
 
 from __future__ import annotations
@@ -46,10 +47,15 @@ def main() -> None:
             "低保户自己掏多少钱，新生儿怎么交，错过了还能补交吗？在哪交" * 200
         )[:4096],
     }
+    states = {
+        "region question": State(step=Step.REGION),
+        "birth question": State(step=Step.BIRTH, region="shangluo"),
+        "FAQ, region known": State(step=Step.FAQ, faq_region="shangluo"),
+        "FAQ, region asked": State(step=Step.FAQ),
+    }
     for label, text in questions.items():
-        known = median_ms(State(step=Step.FAQ, faq_region="shangluo"), text, ctx)
-        unknown = median_ms(State(step=Step.FAQ), text, ctx)
-        print(f"{label:<36} region known {known:7.1f} ms   region asked {unknown:7.1f} ms")
+        times = ", ".join(f"{s} {median_ms(st, text, ctx):.1f} ms" for s, st in states.items())
+        print(f"{label}: {times}")
 
 
 if __name__ == "__main__":
