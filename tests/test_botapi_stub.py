@@ -282,3 +282,27 @@ def test_multipart_and_form_decoding(stub: BotApiStub) -> None:
     assert doc["document"]["filename"] == "a.txt" and doc["document"]["content"] == b"hi"
     assert cmds == {"commands": [{"command": "x"}]}
     assert stub.unknown_methods == ["sendDocument"]
+
+
+@pytest.mark.parametrize(
+    ("text", "markup", "says"),
+    [
+        ("字" * 4097, None, "too long"),
+        ("<b>open", None, "end tag"),
+        ("a < b", None, "unexpected"),
+        ("<p>x</p>", None, "unsupported start tag"),
+        ("&nbsp;", None, "entity"),
+        ("ok", [[InlineKeyboardButton("x", callback_data="d" * 65)]], "(?i)button_data_invalid"),
+        ("ok", [[InlineKeyboardButton(str(i), callback_data=str(i))] for i in range(101)], "long"),
+    ],
+)
+async def test_refuses_what_telegram_refuses(
+    bot: Bot, text: str, markup: list[list[InlineKeyboardButton]] | None, says: str
+) -> None:
+    """Issue 13: the stand-in refuses texts over 4,096 characters, HTML Telegram cannot
+    parse, callback data over 64 bytes and too many buttons, so tests see what Telegram
+    would refuse; 4,096 characters after entity parsing still pass."""
+    keyboard = InlineKeyboardMarkup(markup) if markup else None
+    with pytest.raises(BadRequest, match=says):
+        await bot.send_message(CHAT, text, parse_mode="HTML", reply_markup=keyboard)
+    await bot.send_message(CHAT, "&lt;" + "字" * 4095, parse_mode="HTML")
