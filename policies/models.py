@@ -33,12 +33,28 @@ class Citation(Strict):
     quote: str = Field(min_length=2)
 
 
+class Condition(Strict):
+    """When a rule applies. All given parts must hold; an empty condition always holds."""
+
+    newborn: bool | None = Field(default=None, description="paid within newborn_days of birth")
+    born: Literal["benefit_year", "previous_year"] | None = None
+    born_within_days_of_year_end: int | None = Field(
+        default=None, description="fewer than N days from birth to 31 Dec of the birth year"
+    )
+    categories: list[Slug] | None = Field(default=None, description="any one of these")
+
+
 class Note(Strict):
-    """A statement for the resident; ``ask`` names the office to ask where it reports a gap."""
+    """A statement for the resident; ``ask`` names the office to ask where it reports a gap.
+
+    ``when`` limits it to the applicants it concerns (the clause it cites names them): the
+    others get it only behind the quote's "other notes" button.
+    """
 
     text: str = Field(min_length=1)
     cite: Citation | None = None
     ask: Slug | None = None
+    when: Condition | None = None
 
     @model_validator(mode="after")
     def _sourced(self) -> Note:
@@ -154,17 +170,6 @@ class Category(Strict):
     confirmed_by: Slug | None = Field(default=None, description="office that confirms it")
     subsidy: Subsidy | None = None
     notes: list[Note] = []
-
-
-class Condition(Strict):
-    """When a rule applies. All given parts must hold; an empty condition always holds."""
-
-    newborn: bool | None = Field(default=None, description="paid within newborn_days of birth")
-    born: Literal["benefit_year", "previous_year"] | None = None
-    born_within_days_of_year_end: int | None = Field(
-        default=None, description="fewer than N days from birth to 31 Dec of the birth year"
-    )
-    categories: list[Slug] | None = Field(default=None, description="any one of these")
 
 
 BenefitStart = Literal[
