@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from conversations import broadcast, timeline
 from conversations.context import ASK, EDIT, RESTART, Context, Result
@@ -79,6 +79,7 @@ class Summary:
     channel_office: str | None  # who to ask where the notice lists no channel
     deadline: dt.date | None
     deadline_clause: str | None
+    deadline_stated: bool  # false: the notice gives none, the date is our reading
     reasons: tuple[QuoteNote, ...]  # why someone may not enrol
     open_note: QuoteNote | None  # the one gap the summary names, if it fits
     open_count: int  # gaps in all
@@ -109,12 +110,17 @@ def render_quote(q: Quote, state: State, ctx: Context, offline: bool = False) ->
     notice = _notice(ctx, q.notice)
     if notice is None:
         return _not_covered(q, state, ctx)
-    summary = _summary(q, notice, state, ctx, offline)
-    html = template_macro(ctx.locale, "quote.html.j2", "summary", s=summary)
-    if summary.open_note is not None and not fits(html, ctx.locale):
-        # The gap's full sentence does not fit: name how many there are and move them all.
-        summary = Summary(**{**summary.__dict__, "open_note": None})
+    full = _summary(q, notice, state, ctx, offline)
+    # Where it does not fit: the gap counted rather than spelt out (it is under "other
+    # notes"), then one channel rather than two (all are under "payment channels").
+    for summary in (
+        full,
+        replace(full, open_note=None),
+        replace(full, open_note=None, channels=full.channels[:1], more_channels=True),
+    ):
         html = template_macro(ctx.locale, "quote.html.j2", "summary", s=summary)
+        if fits(html, ctx.locale):
+            break
     return Reply(html=html, buttons=[*_detail_buttons(q, notice, offline, ctx), *_nav(q, ctx)])
 
 
@@ -146,6 +152,7 @@ def _summary(q: Quote, notice: Notice, state: State, ctx: Context, offline: bool
         channel_office=channels_note.ask if channels_note else None,
         deadline=window.end if window else None,
         deadline_clause=window.end_cite.clause if window else None,
+        deadline_stated=window.end_stated if window else True,
         reasons=tuple(q.notes[:2]) if not q.eligible else (),
         open_note=own[0] if own and q.eligible else None,
         open_count=len(gaps) if q.eligible else 0,

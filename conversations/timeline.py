@@ -89,9 +89,11 @@ def build(q: Quote, notice: Notice, payment: dt.date, loc: Localizer) -> Timelin
             start=start,
             end=window.end,
             kind="window",
-            label=say(N_("{window}，截止 {end}")).format(
-                window=loc.term(window.name), end=loc.date(window.end)
-            ),
+            label=(
+                say(N_("缴费期截止 {end}"))
+                if window.end_stated
+                else say(N_("截止日通知未写明，暂按 {end}"))
+            ).format(end=loc.date(window.end)),
         )
     ]
     late = _late_window(notice, window)
@@ -101,9 +103,7 @@ def build(q: Quote, notice: Notice, payment: dt.date, loc: Localizer) -> Timelin
                 start=late.start,
                 end=late.end,
                 kind="late",
-                label=say(N_("之后：{window}，至 {end}")).format(
-                    window=loc.term(late.name), end=loc.date(late.end)
-                ),
+                label=say(N_("之后仍可缴费，至 {end}")).format(end=loc.date(late.end)),
             )
         )
     if q.benefit_start is not None and q.benefit_end is not None:
@@ -180,22 +180,22 @@ def render_png(timeline: Timeline) -> bytes | None:
     draw.text((20, 18), timeline.title, fill="black", font=title_font)
     for row, top in _ROWS.items():
         draw.text((20, top + 6), timeline.row_names[row], fill="black", font=font)
+    axis = HEIGHT - 70
+    pay_x = x(timeline.payment)
+    for y in range(95, axis, 12):  # dashed, under the bars: it never crosses a word
+        draw.line((pay_x, y, pay_x, y + 6), fill=(200, 30, 30), width=2)
     bars = []
     for span in timeline.spans:
         top = _ROWS["pay" if span.kind in ("window", "late") else "cover"]
         x0, x1 = x(span.start), max(x(span.end), x(span.start) + 3)
         draw.rectangle((x0, top, x1, top + _BAR), fill=_COLOURS[span.kind])
-        bars.append((span.label, x0, x1, top))
-    axis = HEIGHT - 70
+        bars.append((span.label, x0, x1, top, span.kind == "late"))
     draw.line((_LEFT, axis, WIDTH - _RIGHT, axis), fill="black", width=2)
     for day, text in timeline.ticks:
         draw.line((x(day), axis - 5, x(day), axis + 5), fill="black", width=1)
         draw.text((x(day) - 20, axis + 10), text, fill=(80, 80, 80), font=font)
-    pay_x = x(timeline.payment)
-    for y in range(70, axis, 12):  # dashed: the payment day crosses both rows
-        draw.line((pay_x, y, pay_x, y + 6), fill=(200, 30, 30), width=2)
-    for label, x0, x1, top in bars:  # over the dashed line, so it never crosses a word
-        _label(draw, label, x0, x1, top, font)
+    for label, x0, x1, top, above in bars:
+        _label(draw, label, x0, x1, top, font, above)
     width = draw.textlength(timeline.payment_label, font=font)
     draw.text(
         (min(max(pay_x - width / 2, _LEFT), WIDTH - _RIGHT - width), 72),
@@ -204,19 +204,27 @@ def render_png(timeline: Timeline) -> bytes | None:
         font=font,
     )
     out = BytesIO()
-    image.save(out, format="PNG", optimize=True)
+    image.save(out, format="PNG")
     return out.getvalue()
 
 
 def _label(
-    draw: ImageDraw.ImageDraw, text: str, x0: int, x1: int, top: int, font: ImageFont.FreeTypeFont
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    x0: int,
+    x1: int,
+    top: int,
+    font: ImageFont.FreeTypeFont,
+    above: bool = False,
 ) -> None:
-    """Inside the bar where it fits, else below it, kept inside the picture."""
+    """Inside the bar where it fits, else below it (above: for the second bar of a row, so
+    two labels never meet), kept inside the picture."""
     width = draw.textlength(text, font=font)
     if width + 10 <= x1 - x0:
         draw.text((x0 + 5, top + 7), text, fill="white", font=font)
         return
     left = min(max(x0, _LEFT), WIDTH - _RIGHT - width)
-    box = draw.textbbox((left, top + _BAR + 4), text, font=font)
+    y = top - 26 if above else top + _BAR + 4
+    box = draw.textbbox((left, y), text, font=font)
     draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill="white")
-    draw.text((left, top + _BAR + 4), text, fill="black", font=font)
+    draw.text((left, y), text, fill="black", font=font)

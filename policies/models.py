@@ -228,6 +228,9 @@ class Window(Strict):
     end: dt.date
     start_cite: Citation
     end_cite: Citation
+    end_stated: bool = Field(
+        default=True, description="false: the notice gives no end, `end` is our reading"
+    )
     notes: list[Note] = []
     rules: list[Rule] = Field(min_length=1)
 
@@ -237,6 +240,10 @@ class Window(Strict):
             raise ValueError(f"window {self.id} ends before it starts")
         if self.rules[-1].when != Condition():
             raise ValueError(f"window {self.id}: the last rule must apply to everyone (no when)")
+        if not self.end_stated and not any(n.ask for n in self.notes):
+            raise ValueError(
+                f"window {self.id}: an end the notice does not state needs a note (ask)"
+            )
         return self
 
 

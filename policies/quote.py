@@ -123,7 +123,9 @@ class Quote:
     registration: tuple[QuoteNote, ...] = ()
     alternatives: tuple[AlternativeQuote, ...] = ()
     other_notes: tuple[QuoteNote, ...] = ()
-    waiting_months: int | None = None  # benefits begin this many months after payment  # notes whose `when` this applicant does not meet
+    waiting_months: int | None = (
+        None  # benefits begin this many months after payment  # notes whose `when` this applicant does not meet
+    )
 
     @property
     def citations(self) -> tuple[SourceRef, ...]:

@@ -475,6 +475,13 @@ def test_full_conversation(harness: Harness, bot: BotProcess, sc: Scenario) -> N
     # The quote comes with its edit / restart buttons.
     buttons = [b["callback_data"] for row in quote["reply_markup"]["inline_keyboard"] for b in row]
     assert "edit" in buttons and "restart" in buttons
+    # The timeline picture goes as an uploaded PNG with its caption and the buttons.
+    picture = chat.press("qd:pic")
+    assert picture["method"] == "sendPhoto" and "时间轴" in picture["text"], picture
+    assert picture["photo"]["content"].startswith(b"\x89PNG") and picture["reply_markup"]
+    why = chat.press("qd:why")  # the notice by title and number, never its file
+    assert notice_data(sc.notice)["document"]["title"] in why["text"]
+    assert notice_data(sc.notice)["document"]["file"] not in why["text"]
     assert bot.alive()
 
 
