@@ -122,10 +122,8 @@ class Quote:
     channels: tuple[ChannelInfo, ...] = ()
     registration: tuple[QuoteNote, ...] = ()
     alternatives: tuple[AlternativeQuote, ...] = ()
-    other_notes: tuple[QuoteNote, ...] = ()
-    waiting_months: int | None = (
-        None  # benefits begin this many months after payment  # notes whose `when` this applicant does not meet
-    )
+    other_notes: tuple[QuoteNote, ...] = ()  # notes whose `when` this applicant does not meet
+    waiting_months: int | None = None  # benefits begin this many months after payment
 
     @property
     def citations(self) -> tuple[SourceRef, ...]:

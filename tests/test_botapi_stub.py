@@ -314,11 +314,11 @@ async def test_send_photo_upload_caption_and_keyboard(stub: BotApiStub, bot: Bot
 async def test_send_photo_is_refused_outside_telegrams_limits(stub: BotApiStub, bot: Bot) -> None:
     with pytest.raises(BadRequest, match="caption is too long"):
         await bot.send_photo(7, InputFile(_png(10, 10), filename="t.png"), caption="字" * 1025)
-    with pytest.raises(BadRequest, match="(?i)photo_invalid_dimensions"):
+    with pytest.raises(BadRequest, match=r"(?i)photo_invalid_dimensions"):
         await bot.send_photo(7, InputFile(_png(2100, 100), filename="t.png"))  # ratio 21
-    with pytest.raises(BadRequest, match="(?i)image_process_failed"):
+    with pytest.raises(BadRequest, match=r"(?i)image_process_failed"):
         await bot.send_photo(7, InputFile(b"not a picture", filename="t.png"))
-    with pytest.raises(BadRequest, match="(?i)wrong remote file identifier"):
+    with pytest.raises(BadRequest, match=r"(?i)wrong remote file identifier"):
         await bot.send_photo(7, "no-such-file-id")
     assert stub.sent_messages(7) == []
 
