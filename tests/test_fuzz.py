@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from botapi_stub import MAX_BUTTONS, MAX_CALLBACK_DATA, html_error
+from botapi_stub import CAPTION_MAX, MAX_BUTTONS, MAX_CALLBACK_DATA, html_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -100,6 +100,9 @@ steps = st.lists(
 
 def check(reply: Reply) -> None:
     assert reply.html.strip(), "an empty reply"
+    if reply.photo is not None:  # sent as the picture's caption
+        problem = html_error(reply.html, CAPTION_MAX, "message caption")
+        assert problem is None, f"{problem}: {reply.html[:300]!r}"
     for part in split_html(reply.html):
         problem = html_error(part)
         assert problem is None, f"{problem}: {part[:300]!r}"
