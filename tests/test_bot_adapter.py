@@ -9,7 +9,7 @@ import pytest
 from telegram import Chat, Message, Update, User
 
 from bot.config import Settings
-from bot.delivery import split_html
+from bot.splitting import split_html
 from bot.telegram_app import on_error
 
 
