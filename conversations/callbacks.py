@@ -6,7 +6,7 @@ that fits, or None (the handlers then answer as for a button from an old keyboar
 
 Shapes (``name`` and ``name:value``): restart, back, faq, edit, edit:<question>,
 lang:<locale>, region:<id>, cat:<id>, tier:<number>, pay:today, pay:<YYYY-MM-DD>,
-faqregion:<id>, sub:<region>; staff: bc:t:<template>, bc:r:<region>, bc:l:<locale>,
+faqregion:<id>, sub:<region>, qd:<detail of a quote>; staff: bc:t:<template>, bc:r:<region>, bc:l:<locale>,
 bc:send, bc:quit, bc:stop:<broadcast id>, rem:on:<region>, rem:off:<region>.
 """
 
@@ -29,6 +29,7 @@ _VALUE = {
     "pay": r"today|[0-9]{4}-[0-9]{2}-[0-9]{2}",
     "faqregion": _ID,
     "sub": _ID,
+    "qd": _ID,
     "bc:t": _ID,
     "bc:r": _ID,
     "bc:l": "|".join(LOCALES),

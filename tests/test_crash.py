@@ -22,6 +22,7 @@ from test_e2e_bot import (
     ASK_CATEGORIES,
     ASK_PAYMENT,
     ASK_REGION,
+    QUOTE_TITLE,
     Harness,
     assert_quote,
     category_names,
@@ -45,7 +46,7 @@ SCRIPT = [
     ("press", "cat:tekun", BOTH),  # and off again: a toggle lost or doubled shows in the quote
     ("press", "cat:tekun", CHOSEN),
     ("press", "cat:done", ASK_PAYMENT),
-    ("type", CASE["input"]["date"].isoformat(), "年度居民医保缴费试算"),
+    ("type", CASE["input"]["date"].isoformat(), QUOTE_TITLE),
 ]
 
 

@@ -62,7 +62,8 @@ BUTTONS = [
     ),
     *(f"cat:{c}" for c in CATEGORIES),
     *(f"bc:t:{t}" for t in announcements.TEMPLATES),
-    *["tier:1", "tier:2", "bc:stop:1"],
+    *["tier:1", "tier:2", "bc:stop:1", "qd:nonesuch"],
+    *(f"qd:{detail}" for detail in ("why", "pay", "reg", "notes", "offline", "online", "pic")),
 ]
 FORGED = ["edit:xyz", "edit:", "rem:", "rem:on", "bc:stop:²", "bc:stop:" + "9" * 25, "cat:", "x"]
 PHRASES = [
