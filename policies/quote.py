@@ -100,8 +100,10 @@ class AlternativeQuote:
 class Quote:
     region: str
     region_name: str
-    eligible: bool
-    determined: bool  # false where the notice is silent on this applicant and date
+    # None where the notice does not say whether this applicant may pay on this date
+    # (determined false): the resident is told so and the office to ask, never "no".
+    eligible: bool | None
+    determined: bool
     notes: tuple[QuoteNote, ...]
     trace: tuple[Step, ...]
     # None: no notice covers the payment date, or the figure is not stated.
@@ -122,6 +124,7 @@ class Quote:
     channels: tuple[ChannelInfo, ...] = ()
     registration: tuple[QuoteNote, ...] = ()
     alternatives: tuple[AlternativeQuote, ...] = ()
+    office: str | None = None  # who to ask where the notice leaves the case undecided
 
     @property
     def citations(self) -> tuple[SourceRef, ...]:
