@@ -12,6 +12,7 @@ quote engine computes come from the engine (``compute``), not from copied text.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import logging
 import math
@@ -26,12 +27,14 @@ from typing import Literal
 import yaml
 from pydantic import Field
 
-from policies.engine import quote
+from policies.engine import find_window, quote
+from policies.faq_facts import Date, Facts, read_facts
 from policies.lint import FAMILIES
 from policies.loader import NOTICES_DIR, Library, default_library
 from policies.models import Citation, Notice, Slug, Strict
-from policies.quote import Applicant
-from policies.text import N_, Msg, Param, Term, Terms
+from policies.normalize import normalize
+from policies.quote import Applicant, ApplicantError, Quote, SourceRef
+from policies.text import N_, Msg, Param, Term, Terms, Yuan
 
 with warnings.catch_warnings():  # jieba 0.42 imports the deprecated pkg_resources
     warnings.simplefilter("ignore")
@@ -46,6 +49,7 @@ THRESHOLD = 0.32
 _CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 _WORD = re.compile(r"[\u3400-\u9fff]|[A-Za-z]+|\d+")
 _YEAR = re.compile(r"(20\d\d)\s*年")
+_LATIN = re.compile(r"[a-z]+")
 _STOP = set("的了吗呢啊吧呀么是我你他她它们在有和与及或要能会就都也还这那哪啥咋怎么什么多少个一")
 _STOP_WORDS = {
     "自己",
@@ -70,7 +74,8 @@ _STOP_WORDS = {
     "是不是",
 }
 
-Kind = Literal["entry", "clause", "none", "out_of_scope", "ask_region"]
+Kind = Literal["entry", "clause", "quote", "channels", "none", "out_of_scope", "ask_region"]
+ANSWERS: tuple[Kind, ...] = ("quote", "channels", "entry", "clause")  # kinds that answer
 
 
 class Compute(Strict):
@@ -99,6 +104,7 @@ class Answer:
     score: float = 0.0
     entry: str | None = None  # entry id, for entries
     office: str | None = None  # who to ask, when the notices do not answer
+    clauses: tuple[str, ...] = ()  # every clause a computed answer rests on
 
     @property
     def answer(self) -> str:
@@ -116,6 +122,7 @@ class Answer:
             "score": round(self.score, 4),
             "entry": self.entry,
             "office": self.office,
+            "clauses": list(self.clauses),
         }
 
 
@@ -129,6 +136,8 @@ class _Doc:
     entry: FaqEntry | None
     terms: Counter[str]
     length: int
+    facts: Facts | None  # the situation an entry is about (its questions and compute)
+    window: str | None  # the payment window of the entry's computed example
 
 
 def faq_path(notice: Notice, directory: Path = NOTICES_DIR) -> Path:
@@ -187,11 +196,23 @@ class _Terms:
     not_in_notices: list[str]
     topics: list[str]
     next_year: list[str]
+    elsewhere: list[str]
+    other_schemes: list[str]
+    resident_context: list[str]
+    intents: dict[str, list[str]]
+    older_than_newborn: list[str]
+    newborn: list[str]
+    offline_first: list[str]
+    english: list[tuple[str, re.Pattern[str]]]
 
 
 @cache
 def _terms() -> _Terms:
     raw = yaml.safe_load(TERMS_FILE.read_text(encoding="utf-8"))
+    english = [
+        (canonical, re.compile(r"\b(?:" + "|".join(map(re.escape, forms)) + r")\b"))
+        for canonical, forms in raw["english"].items()
+    ]
     return _Terms(
         synonyms=raw["synonyms"],
         other_places=raw["other_places"],
@@ -199,7 +220,30 @@ def _terms() -> _Terms:
         not_in_notices=raw["not_in_notices"],
         topics=raw["topics"],
         next_year=raw["next_year"],
+        elsewhere=raw["elsewhere"],
+        other_schemes=raw["other_schemes"],
+        resident_context=raw["resident_context"],
+        intents=raw["intents"],
+        older_than_newborn=raw["older_than_newborn"],
+        newborn=raw["newborn"],
+        offline_first=raw["offline_first"],
+        english=english,
     )
+
+
+def prepare(question: str) -> str:
+    """The canonical form (Simplified, half-width, lower case) with the notices' words
+    appended for the English and pinyin it contains."""
+    text = normalize(question.strip())
+    if not re.search(r"[a-z]", text):
+        return text
+    extra = [canonical for canonical, form in _terms().english if form.search(text)]
+    return text + " " + " ".join(extra) if extra else text
+
+
+def facts_of(text: str, notice: Notice | None) -> Facts:
+    terms = _terms()
+    return read_facts(text, notice, terms.intents, terms.newborn, terms.older_than_newborn)
 
 
 def expand(question: str) -> str:
@@ -287,8 +331,27 @@ class FaqIndex:
         text: str,
     ) -> None:
         terms = Counter(tokenize(self.strip_regions(expand(text))))
+        facts, window = None, None
+        if entry is not None:
+            # What the entry is about comes from its questions, not its answer (an answer
+            # mentions the neighbouring cases too).
+            facts = facts_of(normalize(" ".join(entry.questions)), notice)
+            if entry.compute is not None:
+                found = find_window((notice,), entry.compute.date)
+                window = found[1].id if found else None
         self.docs.append(
-            _Doc(kind, notice, clause, quote, answer, entry, terms, sum(terms.values()))
+            _Doc(
+                kind,
+                notice,
+                clause,
+                quote,
+                answer,
+                entry,
+                terms,
+                sum(terms.values()),
+                facts,
+                window,
+            )
         )
 
     def idf(self, term: str) -> float:
@@ -297,33 +360,39 @@ class FaqIndex:
 
     def search(self, question: str, region: str | None = None, limit: int = 3) -> list[Answer]:
         """Best answers first; a single explanatory answer when the notices do not answer."""
-        question = question.strip()
-        asked = self.library.region_in(question)
-        terms = _terms()
-        if asked is None and any(place in question for place in terms.other_places):
-            msgid = N_("这个问题问的是其他地区；我只收录了这些地区的通知：{regions}。")
-            return [_outside(Msg(msgid, {"regions": self._names()}))]
-        if any(word in question for word in terms.other_insurance):
-            msgid = N_(
-                "这个问题不属于城乡居民医保缴费通知的范围（如职工医保、养老保险等），"
-                "请向当地社保或医保经办机构咨询。"
-            )
-            return [_outside(Msg(msgid))]
+        text = prepare(question)
+        asked = self.library.region_in(text)
+        outside = self._outside(text, asked)
+        if outside is not None:
+            return [outside]
         region = asked or region
         notice = self.regions.get(region) if region else None
         if region is not None and notice is None:
             msgid = N_("没有这个地区的通知；我只收录了：{regions}。")
             return [_outside(Msg(msgid, {"regions": self._names()}))]
-        years = {int(y) for y in _YEAR.findall(question)}
-        if notice is not None and years - {notice.benefit_year, notice.benefit_year - 1}:
-            msgid = N_(
-                "这份通知只规定了{year}年度的参保缴费，没有其他年度的标准。请向{office}咨询。"
-            )
-            return [self._none(notice, msgid, year=notice.benefit_year)]
-        text = self.strip_regions(expand(question))
-        ranked = self._rank(Counter(tokenize(text)), set(words(text)), region)
-        if notice is not None and self._not_covered(notice, question):
+        facts = facts_of(text, notice)
+        years = {int(y) for y in _YEAR.findall(text)}
+        if notice is not None and not facts.personal:
+            if years - {notice.benefit_year, notice.benefit_year - 1}:
+                msgid = N_(
+                    "这份通知只规定了{year}年度的参保缴费，没有其他年度的标准。请向{office}咨询。"
+                )
+                return [self._none(notice, msgid, year=notice.benefit_year)]
+        # English words have been translated into the notices' words by now; left in,
+        # they would only count as words no entry has.
+        searched = _LATIN.sub(" ", text)
+        for negated in facts.negated_words:  # "不是低保" is no reason to show 低保's entry
+            searched = searched.replace(negated, " ")
+        expanded = self.strip_regions(expand(searched))
+        ranked = self._rank(Counter(tokenize(expanded)), set(words(expanded)), region)
+        if notice is not None and self._not_covered(notice, text):
             return [self._none(notice, N_("通知里没有写到这个问题。请向{office}咨询。"))]
+        if notice is not None:
+            ranked = self._rerank(ranked, notice, facts)
+        found = [self._answer(score, i) for score, i in ranked[:limit]]
+        first = self._computed(notice, facts, text) if notice is not None else None
+        if first is not None:
+            return [first, *found][:limit]
         if not ranked or ranked[0][0] < THRESHOLD:
             if notice is None:
                 msgid = N_("请问您问的是哪个地区？目前收录：{regions}。")
@@ -331,7 +400,48 @@ class FaqIndex:
             return [
                 self._none(notice, N_("通知里没有找到能回答这个问题的内容。请向{office}咨询。"))
             ]
-        return [self._answer(score, i) for score, i in ranked[:limit]]
+        return found
+
+    def _outside(self, text: str, asked: str | None) -> Answer | None:
+        """Other places and other insurance, whether or not a region is named too."""
+        terms = _terms()
+        elsewhere = any(word in text for word in terms.elsewhere)
+        if elsewhere or (asked is None and any(place in text for place in terms.other_places)):
+            msgid = N_("这个问题问的是其他地区；我只收录了这些地区的通知：{regions}。")
+            return _outside(Msg(msgid, {"regions": self._names()}))
+        other = any(word in text for word in terms.other_insurance) or (
+            any(word in text for word in terms.other_schemes)
+            and not any(word in text for word in terms.resident_context)
+        )
+        if other:
+            msgid = N_(
+                "这个问题不属于城乡居民医保缴费通知的范围（如职工医保、养老保险等），"
+                "请向当地社保或医保经办机构咨询。"
+            )
+            return _outside(Msg(msgid))
+        return None
+
+    def _rerank(
+        self, ranked: list[tuple[float, int]], notice: Notice, facts: Facts
+    ) -> list[tuple[float, int]]:
+        """Entries about the asker's situation and question before the others."""
+        window = None
+        if facts.payment is not None:
+            paid = _resolve_payment(notice, facts.payment)
+            found = find_window((notice,), paid) if paid else None
+            window = found[1].id if found else None
+        scored = [(score * _fit(self.docs[i], facts, window), i) for score, i in ranked]
+        scored.sort(reverse=True)
+        return scored
+
+    def _computed(self, notice: Notice, facts: Facts, text: str) -> Answer | None:
+        """An answer the engine computes: the channels, or a quote for the asker's facts."""
+        if _asks_channels(facts):
+            offline_first = any(w in text for w in _terms().offline_first)
+            return channels_answer(notice, offline_first, text)
+        if not facts.personal or facts.intents & {"where", "register", "refund", "limit"}:
+            return None
+        return quote_answer(self.library, notice, facts)
 
     def _rank(
         self, query: Counter[str], query_words: set[str], region: str | None
@@ -437,3 +547,242 @@ def render_entry(library: Library, notice: Notice, entry: FaqEntry) -> Msg:
 @cache
 def default_index() -> FaqIndex:
     return FaqIndex(default_library())
+
+
+# -- answers the engine computes ---------------------------------------------------------
+
+_ADULT_BIRTH = dt.date(1980, 1, 1)  # an adult, where the question gives no birth date
+_ASKS_OTHER_THAN_CHANNELS = frozenset(
+    {"fee", "subsidy", "when", "register", "waiting", "refund", "limit", "benefit"}
+)
+
+
+def _asks_channels(facts: Facts) -> bool:
+    """Where to pay, for everyone (a group's own way to pay is an entry of its own)."""
+    return (
+        "where" in facts.intents
+        and not facts.intents & _ASKS_OTHER_THAN_CHANNELS
+        and not facts.categories
+        and facts.newborn is None
+    )
+
+
+def _day(year: int, month: int, day: int | None) -> dt.date:
+    last = calendar.monthrange(year, month)[1]
+    return dt.date(year, month, min(day or 15, last))
+
+
+def _resolve_payment(notice: Notice, asked: Date) -> dt.date | None:
+    """A payment month as the notice means it: the year whose date one of its windows
+    takes, else the year nearest its benefit year."""
+    years = [asked.year] if asked.year else [notice.benefit_year - 1, notice.benefit_year]
+    days = [_day(y, asked.month, asked.day) for y in years]
+    found = [(d, find_window((notice,), d)) for d in days]
+    inside = [(d, f[1]) for d, f in found if f is not None]
+    # A window the notice dates beats one that only runs "即日起" from its document year.
+    inside.sort(key=lambda pair: pair[1].start is None)
+    return inside[0][0] if inside else days[0]
+
+
+def _resolve_birth(notice: Notice, asked: Date, paid: dt.date | None) -> dt.date:
+    if asked.year:
+        return _day(asked.year, asked.month, asked.day)
+    if paid is not None:  # the latest such month not after the payment
+        born = _day(paid.year, asked.month, asked.day)
+        return born if born <= paid else _day(paid.year - 1, asked.month, asked.day)
+    born = _day(notice.benefit_year, asked.month, asked.day)
+    inside = find_window((notice,), born) is not None
+    return born if inside else _day(notice.benefit_year - 1, asked.month, asked.day)
+
+
+def _fit(doc: _Doc, facts: Facts, window: str | None) -> float:
+    """How well an entry's situation fits the question's: intents, identity, newborn or
+    not, payment window, tier. 1.0 where either side says nothing."""
+    about = doc.facts
+    if about is None:
+        return 1.0
+    fit = 1.0
+    asked = facts.intents - {"benefit"} or facts.intents
+    offered = about.intents - {"benefit"} or about.intents
+    if asked and offered:
+        fit *= 1.15 if asked & offered else 0.85
+    if facts.categories and about.categories:
+        fit *= 1.2 if facts.categories & about.categories else 0.8
+        if facts.only and about.categories - facts.categories:
+            fit *= 0.85
+    # A condition the question states and the entry contradicts makes it another case.
+    if facts.negated & about.categories:
+        fit *= 0.6
+    if facts.newborn is not None and about.newborn is not None:
+        fit *= 1.15 if facts.newborn == about.newborn else 0.75
+    if facts.tier is not None and about.tier is not None:
+        fit *= 1.1 if facts.tier == about.tier else 0.7
+    if window is not None and doc.window is not None:
+        fit *= 1.1 if window == doc.window else 0.85
+    elif window is None and doc.window not in (None, doc.notice.windows[0].id):
+        fit *= 0.9  # a question with no date is about the regular period
+    return fit
+
+
+def _channel_word(name: str) -> str:
+    """The words a resident would type for a channel: 蒙速办（搜索） → 蒙速办."""
+    return normalize(re.split(r"[（(“]", name, maxsplit=1)[0]) or normalize(name)
+
+
+def channels_answer(notice: Notice, offline_first: bool, question: str = "") -> Answer:
+    """Where to pay: every channel the notice lists, offline first for those without a
+    smartphone; a channel the question names first, with how to use it."""
+    office = notice.office(notice.ask_office)
+    office_name = office.name if office else ""
+    if not notice.channels:
+        note = notice.channels_note
+        assert note is not None  # a notice without channels says where to find them
+        cite = note.cite or notice.document.cite
+        return Answer(
+            "channels",
+            Msg(note.text),
+            region=notice.region.id,
+            source=notice.document.file,
+            clause=cite.clause,
+            quote=cite.quote,
+            score=1.0,
+            office=office_name,
+        )
+    online = [c for c in notice.channels if c.kind == "online"]
+    offline = [c for c in notice.channels if c.kind == "offline"]
+    params: dict[str, Param] = {
+        "online": Terms(c.name for c in online),
+        "offline": Terms(c.name for c in offline),
+        "office": Term(office_name),
+    }
+    if not offline:
+        msgid = N_("通知只列了线上缴费渠道：{online}。没有智能手机的，线下怎么交请向{office}咨询。")
+    elif not online:
+        msgid = N_("缴费渠道（线下）：{offline}。")
+    elif offline_first:
+        msgid = N_("线下缴费：{offline}；线上缴费：{online}。")
+    else:
+        msgid = N_("线上缴费：{online}；线下缴费：{offline}。")
+    first = (offline or online)[0] if offline_first else notice.channels[0]
+    named = sorted(
+        (c for c in notice.channels if _channel_word(c.name) in question),
+        key=lambda c: -len(_channel_word(c.name)),
+    )
+    if named:
+        first = named[0]
+        if first.how:
+            params |= {"channel": Term(first.name), "how": Term(first.how)}
+            params["all"] = Terms(c.name for c in notice.channels)
+            msgid = N_("{channel}缴费：{how}。全部缴费渠道：{all}。")
+    return Answer(
+        "channels",
+        Msg(msgid, params),
+        region=notice.region.id,
+        source=notice.document.file,
+        clause=first.cite.clause,
+        quote=first.cite.quote,
+        score=1.0,
+        office=office_name if not offline else None,
+        clauses=tuple(dict.fromkeys(c.cite.clause for c in notice.channels)),
+    )
+
+
+def quote_answer(library: Library, notice: Notice, facts: Facts) -> Answer | None:
+    """The engine's quote for the facts a question states (dates, identity, tier)."""
+    paid = _resolve_payment(notice, facts.payment) if facts.payment else None
+    born = _resolve_birth(notice, facts.birth, paid) if facts.birth else None
+    if paid is None:
+        if born is None or facts.newborn is False:
+            return None
+        paid = born  # a baby's parents asking what registering now costs
+    if born is None:
+        born = paid if facts.newborn else _ADULT_BIRTH
+    tiers = notice.tiers or []
+    tier = facts.tier if facts.tier is not None or not tiers else tiers[0].id
+    try:
+        q = quote(
+            library, Applicant(notice.region.id, born, paid, frozenset(facts.categories), tier)
+        )
+    except ApplicantError:
+        return None
+    return _quote_answer(notice, q, paid, facts)
+
+
+def _quote_answer(notice: Notice, q: Quote, paid: dt.date, facts: Facts) -> Answer:
+    office = q.office or next((n.ask for n in q.notes if n.ask), None)
+    if office is None:
+        ask = notice.office(notice.ask_office)
+        office = ask.name if ask else ""
+    where = [q.window_name or ""]
+    tier = notice.tier(q.tier) if q.tier is not None else None
+    if tier is not None:
+        where.append(tier.name)
+    params: dict[str, Param] = {
+        "when": paid,
+        "where": Terms(w for w in where if w),
+        "office": Term(office),
+    }
+    if q.eligible and q.benefit_start is not None and q.benefit_end is not None:
+        params |= {"start": q.benefit_start, "end": q.benefit_end}
+        if q.fee is None:
+            msgid = N_("{when}缴费（{where}）：通知没有写明应缴金额，请向{office}咨询；待遇期{start}至{end}。")
+        elif q.subsidy is None or q.pay_now is None:
+            params["fee"] = Yuan(q.fee)
+            msgid = N_(
+                "{when}缴费（{where}）：个人缴费标准{fee}，资助金额通知没有写明，"
+                "请向{office}咨询；待遇期{start}至{end}。"
+            )
+        elif q.subsidy_mode == "reimbursed" and q.net_cost is not None:
+            params |= {
+                "fee": Yuan(q.fee),
+                "subsidy": Yuan(q.subsidy),
+                "pay_now": Yuan(q.pay_now),
+                "net": Yuan(q.net_cost),
+            }
+            msgid = N_(
+                "{when}缴费（{where}）：个人缴费标准{fee}，先缴后补：现在需缴{pay_now}，"
+                "补助{subsidy}到账后实际负担{net}；待遇期{start}至{end}。"
+            )
+        else:
+            params |= {"fee": Yuan(q.fee), "subsidy": Yuan(q.subsidy), "pay_now": Yuan(q.pay_now)}
+            msgid = N_(
+                "{when}缴费（{where}）：个人缴费标准{fee}，参保资助{subsidy}，"
+                "现在需缴{pay_now}；待遇期{start}至{end}。"
+            )
+    elif q.notice is None:
+        params |= {"region": Term(q.region_name)}
+        msgid = N_("{when}缴费不在已收录的{region}通知的缴费期内，请向{office}咨询。")
+    elif q.eligible is None:
+        msgid = N_("{when}缴费（{where}）：通知没有写明能否参保缴费，请向{office}咨询。")
+    else:
+        msgid = N_("{when}缴费（{where}）：按通知不能参保或享受本年度待遇。")
+    main = _main_source(q, facts)
+    return Answer(
+        "quote",
+        Msg(msgid, params),
+        region=notice.region.id,
+        source=main.file if main else notice.document.file,
+        clause=main.clause if main else None,
+        quote=main.quote if main else None,
+        score=1.0,
+        office=office if not q.eligible else None,
+        clauses=tuple(dict.fromkeys(c.clause for c in q.citations)),
+    )
+
+
+def _main_source(q: Quote, facts: Facts) -> SourceRef | None:
+    """The clause that decides the figure asked about."""
+    steps = {s.figure: s.source for s in q.trace if s.source is not None}
+    if not q.eligible:
+        noted = next((n.source for n in q.notes if n.source is not None), None)
+        return noted or steps.get("window")
+    if q.subsidy and "subsidy" in steps and facts.categories:
+        return steps["subsidy"]
+    if q.fee is None or q.subsidy is None:  # the gap is what is asked about
+        noted = next((n.source for n in q.notes if n.ask and n.source is not None), None)
+        if noted is not None:
+            return noted
+    asks_fee = bool(facts.intents & {"fee", "subsidy"})
+    if facts.birth is not None or facts.newborn or not asks_fee:
+        return steps.get("benefit_start") or steps.get("fee")
+    return steps.get("fee") or steps.get("benefit_start")

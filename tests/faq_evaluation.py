@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from policies.faq import Answer, FaqIndex
+from policies.faq import ANSWERS, Answer, FaqIndex
 
 EVAL_FILE = Path(__file__).with_name("faq_eval.yaml")
 CANNOT = ("none", "out_of_scope")
@@ -20,7 +20,7 @@ def load_questions() -> list[dict[str, Any]]:
 
 
 def _hit(answer: Answer, expect: dict[str, str]) -> bool:
-    if answer.kind not in ("entry", "clause") or answer.source != expect["file"]:
+    if answer.kind not in ANSWERS or answer.source != expect["file"]:
         return False
     got, want = answer.clause or "", str(expect["clause"])
     return got.startswith(want) or want.startswith(got)
