@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import yaml
+from rapidfuzz.distance import Levenshtein
 
 from policies.models import Notice
+from policies.normalize import normalize
 
 NOTICES_DIR = Path(__file__).parent / "notices"
 TEXTS_DIR = NOTICES_DIR / "texts"
@@ -39,15 +42,50 @@ class Library:
         return notices[-1] if notices else None
 
     def region_in(self, text: str) -> str | None:
-        """The region a text names (the longest alias found wins), or None."""
-        text = text.strip()
-        best: tuple[int, str] | None = None
+        """The one region a text names, or None (none, or several that could fit)."""
+        found = self.regions_in(text)
+        return found[0] if len(found) == 1 else None
+
+    def regions_in(self, text: str, near: bool = True) -> list[str]:
+        """The regions a text names, best first: [] none, one sure, several to ask about.
+
+        Names are the notice's region name, its aliases (pinyin and English included) and
+        its places (towns, villages, the city around it), compared in normalised form, so
+        Traditional characters and full-width letters match. The longest name found wins;
+        names of the same length in several regions are all returned. With ``near`` and no
+        name found, a region name or alias one edit away counts ("商落", "通和县").
+        """
+        text = normalize(text)
+        hits: dict[str, int] = {}
+        for name, region, _ in self._names:
+            if _contains(text, name):
+                hits[region] = max(hits.get(region, 0), len(name))
+        if hits:
+            best = max(hits.values())
+            return [r for r, n in hits.items() if n == best]
+        if not near:
+            return []
+        near_hits: dict[str, int] = {}
+        for name, region, alias in self._names:
+            if alias and _near(text, name):
+                near_hits[region] = max(near_hits.get(region, 0), len(name))
+        if not near_hits:
+            return []
+        best = max(near_hits.values())
+        return [r for r, n in near_hits.items() if n == best]
+
+    @cached_property
+    def _names(self) -> list[tuple[str, str, bool]]:
+        """(normalised name, region id, whether a typo of it counts), one region's notices
+        after another."""
+        names: list[tuple[str, str, bool]] = []
         for notice in self.regions():
-            for alias in (notice.region.name, *notice.region.aliases):
-                hit = alias in text or text.lower() == alias.lower()
-                if hit and (best is None or len(alias) > best[0]):
-                    best = (len(alias), notice.region.id)
-        return best[1] if best else None
+            region = notice.region
+            for alias in (region.name, *region.aliases):
+                names.append((normalize(alias), region.id, True))
+            for place in region.places:
+                names += [(normalize(p), region.id, False) for p in place.names]
+        return names
 
     def regions(self) -> list[Notice]:
         """One notice per region (the latest benefit year), in file order."""
@@ -57,6 +95,45 @@ class Library:
             if current is None or notice.benefit_year > current.benefit_year:
                 latest[notice.region.id] = notice
         return list(latest.values())
+
+
+_SUFFIX = "市县区旗镇乡的人"  # what follows a short place name typed with a typo
+
+
+def _contains(text: str, name: str) -> bool:
+    if name.isascii():  # a Latin name is a word, not letters inside another word
+        return re.search(rf"(?<![a-z]){re.escape(name)}(?![a-z])", text) is not None
+    return name in text
+
+
+def _near(text: str, name: str) -> bool:
+    """``name`` with one character changed, added or dropped stands in ``text``.
+
+    Two-character names (商洛, 通河) only change a character, and only where a place
+    suffix follows or the message is the name alone, so "商量" is not 商洛.
+    """
+    if name.isascii():
+        words = re.findall(r"[a-z]+(?: [a-z]+)*", text)
+        spans = {w for phrase in words for w in (phrase, *phrase.split())}
+        return len(name) >= 5 and any(
+            Levenshtein.distance(w, name, score_cutoff=1) <= 1 for w in spans
+        )
+    size = len(name)
+    if size < 2:
+        return False
+    lengths = (size,) if size == 2 else (size - 1, size, size + 1)
+    chars = set(name)
+    for length in lengths:
+        for i in range(len(text) - length + 1):
+            window = text[i : i + length]
+            if len(chars.intersection(window)) < size - 1:
+                continue
+            if Levenshtein.distance(window, name, score_cutoff=1) > 1:
+                continue
+            after = text[i + length : i + length + 1]
+            if size > 2 or len(text.strip()) <= 3 or (after and after in _SUFFIX):
+                return True
+    return False
 
 
 def notice_files(directory: Path = NOTICES_DIR) -> list[Path]:

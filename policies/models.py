@@ -54,11 +54,30 @@ class Office(Strict):
     cite: Citation
 
 
+class Place(Strict):
+    """Names residents use for the region: its towns and villages, or the city around it.
+
+    Either the notice lists them (``cite``), or they are public administrative divisions
+    (``source`` says where from); they only route a message to this notice.
+    """
+
+    names: list[str] = Field(min_length=1)
+    cite: Citation | None = None
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _sourced(self) -> Place:
+        if (self.cite is None) == (self.source is None):
+            raise ValueError("a place list needs a cite (the notice lists it) or a source")
+        return self
+
+
 class Region(Strict):
     id: Slug
     name: str = Field(description="as the notice writes it, e.g. 凤山街道")
     full_name: str
-    aliases: list[str] = Field(min_length=1)
+    aliases: list[str] = Field(min_length=1)  # other names, pinyin and English included
+    places: list[Place] = []
 
 
 class Document(Strict):
