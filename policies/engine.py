@@ -163,8 +163,7 @@ def newborn_carryover(notices: Iterable[Notice], applicant: Applicant) -> Notice
             notice.newborn_beyond_windows is not None
             and applicant.birth_date.year == notice.benefit_year
             and applicant.payment_date > notice.windows[-1].end
-            and (applicant.payment_date - applicant.birth_date).days
-            <= notice.newborn_days.amount
+            and (applicant.payment_date - applicant.birth_date).days <= notice.newborn_days.amount
         ):
             return notice
     return None

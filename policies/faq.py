@@ -361,23 +361,30 @@ class FaqIndex:
     def search(self, question: str, region: str | None = None, limit: int = 3) -> list[Answer]:
         """Best answers first; a single explanatory answer when the notices do not answer."""
         text = prepare(question)
-        asked = self.library.region_in(text)
-        outside = self._outside(text, asked)
+        named = self.library.regions_in(text)
+        asked = named[0] if len(named) == 1 else None
+        outside = self._outside(text, asked if not named else named[0])
         if outside is not None:
             return [outside]
+        if len(named) > 1:  # never another region's figures: ask which one
+            msgid = N_("请问您问的是哪个地区？目前收录：{regions}。")
+            names = Terms(self.regions[r].region.name for r in named if r in self.regions)
+            return [Answer("ask_region", Msg(msgid, {"regions": names}))]
         region = asked or region
         notice = self.regions.get(region) if region else None
         if region is not None and notice is None:
             msgid = N_("没有这个地区的通知；我只收录了：{regions}。")
             return [_outside(Msg(msgid, {"regions": self._names()}))]
+        if notice is None:  # never another region's figures: ask which one
+            msgid = N_("请问您问的是哪个地区？目前收录：{regions}。")
+            return [Answer("ask_region", Msg(msgid, {"regions": self._names()}))]
         facts = facts_of(text, notice)
         years = {int(y) for y in _YEAR.findall(text)}
-        if notice is not None and not facts.personal:
-            if years - {notice.benefit_year, notice.benefit_year - 1}:
-                msgid = N_(
-                    "这份通知只规定了{year}年度的参保缴费，没有其他年度的标准。请向{office}咨询。"
-                )
-                return [self._none(notice, msgid, year=notice.benefit_year)]
+        if not facts.personal and years - {notice.benefit_year, notice.benefit_year - 1}:
+            msgid = N_(
+                "这份通知只规定了{year}年度的参保缴费，没有其他年度的标准。请向{office}咨询。"
+            )
+            return [self._none(notice, msgid, year=notice.benefit_year)]
         # English words have been translated into the notices' words by now; left in,
         # they would only count as words no entry has.
         searched = _LATIN.sub(" ", text)
@@ -725,7 +732,10 @@ def _quote_answer(notice: Notice, q: Quote, paid: dt.date, facts: Facts) -> Answ
     if q.eligible and q.benefit_start is not None and q.benefit_end is not None:
         params |= {"start": q.benefit_start, "end": q.benefit_end}
         if q.fee is None:
-            msgid = N_("{when}缴费（{where}）：通知没有写明应缴金额，请向{office}咨询；待遇期{start}至{end}。")
+            msgid = N_(
+                "{when}缴费（{where}）：通知没有写明应缴金额，请向{office}咨询；"
+                "待遇期{start}至{end}。"
+            )
         elif q.subsidy is None or q.pay_now is None:
             params["fee"] = Yuan(q.fee)
             msgid = N_(

@@ -21,9 +21,8 @@ _DATE = re.compile(
     r"(?:\s*(3[01]|[12]\d|0?[1-9])\s*[日号])?"
 )
 _ISO = re.compile(r"(20\d\d)\s*[-/.]\s*(1[0-2]|0?[1-9])\s*[-/.]\s*(3[01]|[12]\d|0?[1-9])")
-_MONTHS_EN = (
-    "january february march april may june july august september october november december"
-).split()
+_MONTHS_EN: tuple[str, ...] = ("january", "february", "march", "april", "may", "june")
+_MONTHS_EN += ("july", "august", "september", "october", "november", "december")
 _DATE_EN = re.compile(
     r"\b(" + "|".join(m[:3] + r"[a-z]*" for m in _MONTHS_EN) + r")\b\.?(?:\s+(\d{1,2}))?"
     r"(?:,?\s+(20\d\d))?"
@@ -80,10 +79,14 @@ def _dates(text: str) -> list[tuple[int, int, Date]]:
         day = int(m[3]) if m[3] else None
         after = _AFTER.match(text, m.end())
         if after is not None:  # "6月底以后", "3月以后": from the next month on
-            year, month, day = (year + 1 if year else None, 1, 1) if month == 12 else (
-                year,
-                month + 1,
-                1,
+            year, month, day = (
+                (year + 1 if year else None, 1, 1)
+                if month == 12
+                else (
+                    year,
+                    month + 1,
+                    1,
+                )
             )
             found.append((m.start(), after.end(), Date(year, month, day)))
             continue
@@ -109,9 +112,7 @@ def _roles(text: str) -> tuple[Date | None, Date | None]:
     return birth, payment
 
 
-def _categories(
-    text: str, notice: Notice | None
-) -> tuple[set[str], set[str], list[str], bool]:
+def _categories(text: str, notice: Notice | None) -> tuple[set[str], set[str], list[str], bool]:
     if notice is None:
         return set(), set(), [], False
     spans: list[tuple[int, int, str]] = []

@@ -55,9 +55,12 @@ def test_everyday_words_reach_the_notices_words(everyday: str, notice_word: str)
 
 def test_region_from_question() -> None:
     library = default_library()
-    assert library.region_in("乌前旗监测户要交钱吗") == "wulateqianqi"
-    assert library.region_in("武隆这边二档多少钱") == "fengshan"
-    assert library.region_in("低保户交多少") is None
+    assert library.regions_in("乌前旗监测户要交钱吗") == ["wulateqianqi"]
+    assert library.regions_in("武隆这边二档多少钱") == ["fengshan"]
+    assert library.regions_in("低保户交多少") == []
+    # Traditional characters; unsure (no region found): ask, never another region's figures.
+    assert default_index().search("達拉特旗低保戶交多少")[0].region == "dalate"
+    assert default_index().search("低保户交多少")[0].kind == "ask_region"
 
 
 def test_entry_figures_come_from_the_engine() -> None:
