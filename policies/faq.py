@@ -13,6 +13,7 @@ quote engine computes come from the engine (``compute``), not from copied text.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -48,8 +49,9 @@ ENTRY_BOOST = 1.25
 THRESHOLD = 0.32
 _CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 _WORD = re.compile(r"[\u3400-\u9fff]|[A-Za-z]+|\d+")
-_YEAR = re.compile(r"(20\d\d)\s*年")
+_YEAR = re.compile(r"(20\d\d)(?:\s*年|(?![\d/.-]))")
 _LATIN = re.compile(r"[a-z]+")
+_DISTRICT = re.compile(r"([\u4e00-\u9fff]{2,3}(?:区|县))|\b([a-z]+ (?:district|county))\b")
 _STOP = set("的了吗呢啊吧呀么是我你他她它们在有和与及或要能会就都也还这那哪啥咋怎么什么多少个一")
 _STOP_WORDS = {
     "自己",
@@ -91,6 +93,7 @@ class FaqEntry(Strict):
     answer: str = Field(min_length=2)
     cite: Citation
     compute: Compute | None = None
+    silent: bool = False  # the answer is that the notice does not say
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,9 @@ class _Terms:
     intents: dict[str, list[str]]
     older_than_newborn: list[str]
     newborn: list[str]
+    late: list[str]
     offline_first: list[str]
+    not_districts: list[str]
     english: list[tuple[str, re.Pattern[str]]]
 
 
@@ -226,7 +231,9 @@ def _terms() -> _Terms:
         intents=raw["intents"],
         older_than_newborn=raw["older_than_newborn"],
         newborn=raw["newborn"],
+        late=raw["late"],
         offline_first=raw["offline_first"],
+        not_districts=raw["not_districts"],
         english=english,
     )
 
@@ -243,7 +250,9 @@ def prepare(question: str) -> str:
 
 def facts_of(text: str, notice: Notice | None) -> Facts:
     terms = _terms()
-    return read_facts(text, notice, terms.intents, terms.newborn, terms.older_than_newborn)
+    return read_facts(
+        text, notice, terms.intents, terms.newborn, terms.older_than_newborn, terms.late
+    )
 
 
 def expand(question: str) -> str:
@@ -336,6 +345,9 @@ class FaqIndex:
             # What the entry is about comes from its questions, not its answer (an answer
             # mentions the neighbouring cases too).
             facts = facts_of(normalize(" ".join(entry.questions)), notice)
+            if not facts.intents:
+                said = facts_of(normalize(answer.zh()), notice).intents
+                facts = dataclasses.replace(facts, intents=said)
             if entry.compute is not None:
                 found = find_window((notice,), entry.compute.date)
                 window = found[1].id if found else None
@@ -363,7 +375,9 @@ class FaqIndex:
         text = prepare(question)
         named = self.library.regions_in(text)
         asked = named[0] if len(named) == 1 else None
-        outside = self._outside(text, asked if not named else named[0])
+        notice = self.regions.get(asked or region or "")
+        facts = facts_of(text, notice)
+        outside = self._outside(text, bool(named), facts)
         if outside is not None:
             return [outside]
         if len(named) > 1:  # never another region's figures: ask which one
@@ -371,14 +385,12 @@ class FaqIndex:
             names = Terms(self.regions[r].region.name for r in named if r in self.regions)
             return [Answer("ask_region", Msg(msgid, {"regions": names}))]
         region = asked or region
-        notice = self.regions.get(region) if region else None
         if region is not None and notice is None:
             msgid = N_("没有这个地区的通知；我只收录了：{regions}。")
             return [_outside(Msg(msgid, {"regions": self._names()}))]
         if notice is None:  # never another region's figures: ask which one
             msgid = N_("请问您问的是哪个地区？目前收录：{regions}。")
             return [Answer("ask_region", Msg(msgid, {"regions": self._names()}))]
-        facts = facts_of(text, notice)
         years = {int(y) for y in _YEAR.findall(text)}
         if not facts.personal and years - {notice.benefit_year, notice.benefit_year - 1}:
             msgid = N_(
@@ -392,33 +404,31 @@ class FaqIndex:
             searched = searched.replace(negated, " ")
         expanded = self.strip_regions(expand(searched))
         ranked = self._rank(Counter(tokenize(expanded)), set(words(expanded)), region)
-        if notice is not None and self._not_covered(notice, text):
+        if not facts.personal and self._not_covered(notice, text):
             return [self._none(notice, N_("通知里没有写到这个问题。请向{office}咨询。"))]
-        if notice is not None:
-            ranked = self._rerank(ranked, notice, facts)
+        ranked = self._rerank(ranked, notice, facts)
         found = [self._answer(score, i) for score, i in ranked[:limit]]
-        first = self._computed(notice, facts, text) if notice is not None else None
+        first = self._computed(notice, facts, text)
         if first is not None:
             return [first, *found][:limit]
         if not ranked or ranked[0][0] < THRESHOLD:
-            if notice is None:
-                msgid = N_("请问您问的是哪个地区？目前收录：{regions}。")
-                return [Answer("ask_region", Msg(msgid, {"regions": self._names()}))]
             return [
                 self._none(notice, N_("通知里没有找到能回答这个问题的内容。请向{office}咨询。"))
             ]
         return found
 
-    def _outside(self, text: str, asked: str | None) -> Answer | None:
-        """Other places and other insurance, whether or not a region is named too."""
+    def _outside(self, text: str, named: bool, facts: Facts) -> Answer | None:
+        """Other places (with no region of ours named; the user's last region does not
+        count) and other insurance (even with a region named)."""
         terms = _terms()
-        elsewhere = any(word in text for word in terms.elsewhere)
-        if elsewhere or (asked is None and any(place in text for place in terms.other_places)):
+        places = [*terms.elsewhere, *terms.other_places]
+        if not named and any(place in text for place in places) or self._other_district(text):
             msgid = N_("这个问题问的是其他地区；我只收录了这些地区的通知：{regions}。")
             return _outside(Msg(msgid, {"regions": self._names()}))
         other = any(word in text for word in terms.other_insurance) or (
             any(word in text for word in terms.other_schemes)
             and not any(word in text for word in terms.resident_context)
+            and not facts.categories  # 下岗职工 is one of 乌拉特前旗's groups
         )
         if other:
             msgid = N_(
@@ -427,6 +437,18 @@ class FaqIndex:
             )
             return _outside(Msg(msgid))
         return None
+
+    def _other_district(self, text: str) -> bool:
+        """A district or county named that is none of ours (哈尔滨道里区, 渝中区, Yubei
+        district): a place regions_in does not know is another place."""
+        for match in _DISTRICT.finditer(text):
+            name = match.group(1) or match.group(2)
+            generic = set(name[:-1]) & set("省市县区旗镇乡村各全本外该此每")
+            if generic or name in _terms().not_districts:
+                continue
+            if not self.library.regions_in(name):
+                return True
+        return False
 
     def _rerank(
         self, ranked: list[tuple[float, int]], notice: Notice, facts: Facts
@@ -448,7 +470,10 @@ class FaqIndex:
             return channels_answer(notice, offline_first, text)
         if not facts.personal or facts.intents & {"where", "register", "refund", "limit"}:
             return None
-        return quote_answer(self.library, notice, facts)
+        if "subsidy" in facts.intents and not facts.categories:
+            return None  # 财政补助 by payment date: the entries say it with their clause
+        next_year = any(word in text for word in _terms().next_year)
+        return quote_answer(self.library, notice, facts, next_year)
 
     def _rank(
         self, query: Counter[str], query_words: set[str], region: str | None
@@ -475,6 +500,19 @@ class FaqIndex:
 
     def _answer(self, score: float, i: int) -> Answer:
         doc = self.docs[i]
+        if doc.entry is not None and doc.entry.silent:
+            office = doc.notice.office(doc.notice.ask_office)
+            return Answer(
+                "none",
+                doc.answer,
+                region=doc.notice.region.id,
+                source=doc.notice.document.file,
+                clause=doc.clause,
+                quote=doc.quote,
+                score=score,
+                entry=doc.entry.id,
+                office=office.name if office else None,
+            )
         return Answer(
             kind=doc.kind,
             message=doc.answer,
@@ -615,20 +653,24 @@ def _fit(doc: _Doc, facts: Facts, window: str | None) -> float:
         fit *= 1.15 if asked & offered else 0.85
     if facts.categories and about.categories:
         fit *= 1.2 if facts.categories & about.categories else 0.8
-        if facts.only and about.categories - facts.categories:
-            fit *= 0.85
+        if about.categories - facts.categories:  # the entry is about a combination
+            fit *= 0.8 if facts.only else 0.9
+    elif facts.categories or about.categories:
+        fit *= 0.85  # one side is about a group, the other is not
     # A condition the question states and the entry contradicts makes it another case.
     if facts.negated & about.categories:
         fit *= 0.6
     if facts.newborn is not None and about.newborn is not None:
         fit *= 1.15 if facts.newborn == about.newborn else 0.75
+    elif facts.newborn:
+        fit *= 0.9  # a question about a baby, an entry that is not
     if facts.tier is not None and about.tier is not None:
         fit *= 1.1 if facts.tier == about.tier else 0.7
     if window is not None and doc.window is not None:
         fit *= 1.1 if window == doc.window else 0.85
-    elif window is None and doc.window not in (None, doc.notice.windows[0].id):
-        fit *= 0.9  # a question with no date is about the regular period
-    return fit
+    if about.late:
+        fit *= 1.1 if facts.late else 0.85  # a question not about paying late is about the
+    return fit  # regular period
 
 
 def _channel_word(name: str) -> str:
@@ -694,7 +736,9 @@ def channels_answer(notice: Notice, offline_first: bool, question: str = "") -> 
     )
 
 
-def quote_answer(library: Library, notice: Notice, facts: Facts) -> Answer | None:
+def quote_answer(
+    library: Library, notice: Notice, facts: Facts, next_year: bool = False
+) -> Answer | None:
     """The engine's quote for the facts a question states (dates, identity, tier)."""
     paid = _resolve_payment(notice, facts.payment) if facts.payment else None
     born = _resolve_birth(notice, facts.birth, paid) if facts.birth else None
@@ -712,10 +756,12 @@ def quote_answer(library: Library, notice: Notice, facts: Facts) -> Answer | Non
         )
     except ApplicantError:
         return None
-    return _quote_answer(notice, q, paid, facts)
+    return _quote_answer(notice, q, paid, facts, next_year)
 
 
-def _quote_answer(notice: Notice, q: Quote, paid: dt.date, facts: Facts) -> Answer:
+def _quote_answer(
+    notice: Notice, q: Quote, paid: dt.date, facts: Facts, next_year: bool
+) -> Answer:
     office = q.office or next((n.ask for n in q.notes if n.ask), None)
     if office is None:
         ask = notice.office(notice.ask_office)
@@ -766,9 +812,9 @@ def _quote_answer(notice: Notice, q: Quote, paid: dt.date, facts: Facts) -> Answ
         msgid = N_("{when}缴费（{where}）：通知没有写明能否参保缴费，请向{office}咨询。")
     else:
         msgid = N_("{when}缴费（{where}）：按通知不能参保或享受本年度待遇。")
-    main = _main_source(q, facts)
+    main = q.alternatives[0].source if next_year and q.alternatives else _main_source(q, facts)
     return Answer(
-        "quote",
+        "none" if q.eligible is None else "quote",  # undecided: the notice does not say
         Msg(msgid, params),
         region=notice.region.id,
         source=main.file if main else notice.document.file,
@@ -786,13 +832,19 @@ def _main_source(q: Quote, facts: Facts) -> SourceRef | None:
     if not q.eligible:
         noted = next((n.source for n in q.notes if n.source is not None), None)
         return noted or steps.get("window")
+    asks_fee = bool(facts.intents & {"fee", "subsidy"})
+    start = steps.get("benefit_start")
+    if not asks_fee and facts.intents & {"when", "benefit", "waiting"} and start:
+        return start
     if q.subsidy and "subsidy" in steps and facts.categories:
         return steps["subsidy"]
     if q.fee is None or q.subsidy is None:  # the gap is what is asked about
         noted = next((n.source for n in q.notes if n.ask and n.source is not None), None)
         if noted is not None:
             return noted
-    asks_fee = bool(facts.intents & {"fee", "subsidy"})
-    if facts.birth is not None or facts.newborn or not asks_fee:
-        return steps.get("benefit_start") or steps.get("fee")
-    return steps.get("fee") or steps.get("benefit_start")
+    newborn_rule = q.benefit_start is not None and any(
+        s.figure == "benefit_start" and s.text.startswith("新生儿") for s in q.trace
+    )
+    if asks_fee and not newborn_rule:
+        return steps.get("fee") or start
+    return start or steps.get("fee")

@@ -17,7 +17,7 @@ _CN_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六":
 _CN_DIGITS |= {"九": 9, "十": 10, "十一": 11, "十二": 12}
 _MONTH_CN = "十二|十一|十|一|二|三|四|五|六|七|八|九"
 _DATE = re.compile(
-    rf"(?:(20\d\d)\s*年\s*)?(1[0-2]|0?[1-9]|{_MONTH_CN})\s*月\s*份?"
+    rf"(?:((?:20)?\d\d)\s*年\s*)?(1[0-2]|0?[1-9]|{_MONTH_CN})\s*月\s*份?"
     r"(?:\s*(3[01]|[12]\d|0?[1-9])\s*[日号])?"
 )
 _ISO = re.compile(r"(20\d\d)\s*[-/.]\s*(1[0-2]|0?[1-9])\s*[-/.]\s*(3[01]|[12]\d|0?[1-9])")
@@ -27,6 +27,8 @@ _DATE_EN = re.compile(
     r"\b(" + "|".join(m[:3] + r"[a-z]*" for m in _MONTHS_EN) + r")\b\.?(?:\s+(\d{1,2}))?"
     r"(?:,?\s+(20\d\d))?"
 )
+_MONTH_END = re.compile(r"\s*(?:底|末)")
+_AGE = re.compile(rf"(\d+|{_MONTH_CN})\s*(个多?月|天)(?:大|了|多|才)")
 _AFTER = re.compile(r"\s*(?:底|末)?\s*(?:以后|之后|过后|后)")
 _BIRTH_AFTER = re.compile(r"^[^，,。？?；;]{0,4}?(出生|生的|生了|生下|生)")
 _PAY_AFTER = re.compile(r"^[^，,。？?；;]{0,6}?(交|缴|办|参保|登记|去)")
@@ -56,12 +58,32 @@ class Facts:
     only: bool = False  # "光是脱贫": this identity and no other
     tier: int | None = None
     newborn: bool | None = None  # True: a newborn; False: a baby older than the newborn days
+    late: bool = False  # paying after the regular period (补交, 错过, 集中期后)
     intents: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def personal(self) -> bool:
         """Whether the question carries facts a quote can be made for."""
         return self.birth is not None or self.payment is not None
+
+
+def _next(date: Date) -> Date:
+    """The first day after a date as asked (the next month where no day is given)."""
+    if date.day is not None and date.day < 28:
+        return Date(date.year, date.month, date.day + 1)
+    if date.month == 12:
+        return Date(date.year + 1 if date.year else None, 1, 1)
+    return Date(date.year, date.month + 1, 1)
+
+
+def _older(text: str, newborn_days: int) -> bool:
+    """An age past the newborn days: "4个多月", "100天", "半岁"."""
+    for m in _AGE.finditer(text):
+        count = int(m[1]) if m[1].isdigit() else _month(m[1])
+        days = count * 30 if "月" in m[2] else count
+        if days > newborn_days:
+            return True
+    return False
 
 
 def _month(token: str) -> int:
@@ -75,28 +97,28 @@ def _dates(text: str) -> list[tuple[int, int, Date]]:
     for m in _DATE.finditer(text):
         if any(lo <= m.start() < hi for lo, hi, _ in found):
             continue
-        year, month = int(m[1]) if m[1] else None, _month(m[2])
+        year = (2000 + int(m[1]) % 100) if m[1] else None  # "22年" is 2022
+        month = _month(m[2])
         day = int(m[3]) if m[3] else None
+        date, end = Date(year, month, day), m.end()
         after = _AFTER.match(text, m.end())
-        if after is not None:  # "6月底以后", "3月以后": from the next month on
-            year, month, day = (
-                (year + 1 if year else None, 1, 1)
-                if month == 12
-                else (
-                    year,
-                    month + 1,
-                    1,
-                )
-            )
-            found.append((m.start(), after.end(), Date(year, month, day)))
-            continue
-        found.append((m.start(), m.end(), Date(year, month, day)))
+        if after is not None or text[max(0, m.start() - 2) : m.start()] == "过了":
+            date, end = _next(date), (after.end() if after else end)  # "6月底以后", "过了2月28号"
+        elif month_end := _MONTH_END.match(text, m.end()):
+            date, end = Date(year, month, 31), month_end.end()  # "11月底": the month's last day
+        found.append((m.start(), end, date))
     for m in _DATE_EN.finditer(text):
         month = next(i for i, name in enumerate(_MONTHS_EN, 1) if name.startswith(m[1][:3]))
         if m[1] == "may" and not (m[2] or m[3]):
             continue  # the verb, most of the time
         day = int(m[2]) if m[2] and int(m[2]) <= 31 else None
-        found.append((m.start(), m.end(), Date(int(m[3]) if m[3] else None, month, day)))
+        date = Date(int(m[3]) if m[3] else None, month, day)
+        before = text[max(0, m.start() - 12) : m.start()]
+        if re.search(r"\bafter (the )?$", before):
+            date = _next(date)
+        elif re.search(r"\b(late|end of|the end of)\s*$", before):
+            date = Date(date.year, month, 31)
+        found.append((m.start(), m.end(), date))
     return sorted(found, key=lambda f: f[0])
 
 
@@ -148,6 +170,7 @@ def read_facts(
     intents: dict[str, list[str]],
     newborn_words: list[str],
     older_words: list[str],
+    late_words: list[str],
 ) -> Facts:
     """The facts a normalised question states; ``notice`` gives the identity words."""
     birth, payment = _roles(text)
@@ -157,7 +180,8 @@ def read_facts(
         token = next(g for g in m.groups() if g)
         tier = 1 if token in ("一", "1", "one", "first") else 2
     newborn = None
-    if any(w in text for w in older_words):
+    days = notice.newborn_days.amount if notice is not None else 90
+    if any(w in text for w in older_words) or _older(text, days):
         newborn = False
     elif any(w in text for w in newborn_words):
         newborn = True
@@ -171,5 +195,6 @@ def read_facts(
         only=only,
         tier=tier,
         newborn=newborn,
+        late=any(w in text for w in late_words),
         intents=asked,
     )
