@@ -317,6 +317,17 @@ class FaqIndex:
                 self._add("entry", notice, entry.cite.clause, entry.cite.quote, answer, entry, text)
             for clause, passage in clause_passages(library.texts[notice.document.file]):
                 self._add("clause", notice, clause, passage, Msg(passage), None, passage)
+        # Groups other notices name that this one never mentions (通河县 has no 残疾人):
+        # asked about one, this notice cannot answer.
+        groups = {normalize(w) for n in library.notices for w in _group_words(n, True)}
+        self.unknown_groups = {
+            n.id: sorted(
+                w
+                for w in groups - {normalize(w) for w in _group_words(n)}
+                if w not in normalize(library.texts[n.document.file])
+            )
+            for n in library.notices
+        }
         self.df: Counter[str] = Counter()
         self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for i, doc in enumerate(self.docs):
@@ -406,6 +417,11 @@ class FaqIndex:
         ranked = self._rank(Counter(tokenize(expanded)), set(words(expanded)), region)
         if not facts.personal and self._not_covered(notice, text):
             return [self._none(notice, N_("通知里没有写到这个问题。请向{office}咨询。"))]
+        asks_money = facts.intents & {"fee", "subsidy"}
+        unknown = any(w in text for w in self.unknown_groups[notice.id])
+        if asks_money and not facts.categories and unknown:
+            msgid = N_("通知没有写到这类人员的参保资助或缴费规定。请向{office}咨询。")
+            return [self._none(notice, msgid)]
         ranked = self._rerank(ranked, notice, facts)
         found = [self._answer(score, i) for score, i in ranked[:limit]]
         first = self._computed(notice, facts, text)
@@ -422,13 +438,15 @@ class FaqIndex:
         count) and other insurance (even with a region named)."""
         terms = _terms()
         places = [*terms.elsewhere, *terms.other_places]
-        if not named and any(place in text for place in places) or self._other_district(text):
+        if (not named and any(place in text for place in places)) or self._other_district(text):
             msgid = N_("这个问题问的是其他地区；我只收录了这些地区的通知：{regions}。")
             return _outside(Msg(msgid, {"regions": self._names()}))
-        other = any(word in text for word in terms.other_insurance) or (
-            any(word in text for word in terms.other_schemes)
-            and not any(word in text for word in terms.resident_context)
-            and not facts.categories  # 下岗职工 is one of 乌拉特前旗's groups
+        other = not facts.categories and (  # 下岗职工 (养老金 or not) is one of our groups
+            any(word in text for word in terms.other_insurance)
+            or (
+                any(word in text for word in terms.other_schemes)
+                and not any(word in text for word in terms.resident_context)
+            )
         )
         if other:
             msgid = N_(
@@ -551,6 +569,11 @@ class FaqIndex:
 
 def _outside(message: Msg) -> Answer:
     return Answer("out_of_scope", message)
+
+
+def _group_words(notice: Notice, subsidised: bool = False) -> list[str]:
+    cats = [c for c in notice.categories if c.subsidy is not None or not subsidised]
+    return [w for c in cats for w in (c.name, *c.aliases) if len(w) >= 2]
 
 
 def _category_words(notice: Notice) -> list[str]:
@@ -759,9 +782,7 @@ def quote_answer(
     return _quote_answer(notice, q, paid, facts, next_year)
 
 
-def _quote_answer(
-    notice: Notice, q: Quote, paid: dt.date, facts: Facts, next_year: bool
-) -> Answer:
+def _quote_answer(notice: Notice, q: Quote, paid: dt.date, facts: Facts, next_year: bool) -> Answer:
     office = q.office or next((n.ask for n in q.notes if n.ask), None)
     if office is None:
         ask = notice.office(notice.ask_office)
