@@ -15,9 +15,13 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import math
+import os
+import pickle
 import re
+import tempfile
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -265,22 +269,93 @@ def expand(question: str) -> str:
     return question + " " + " ".join(extra) if extra else question
 
 
-def words(text: str) -> list[str]:
+def words(text: str, segmenter: jieba.Tokenizer | None = None) -> list[str]:
     return [
         w
-        for w in jieba.cut_for_search(text)
+        for w in (segmenter or jieba.dt).cut_for_search(text)
         if _WORD.match(w) and w not in _STOP and w not in _STOP_WORDS
     ]
 
 
-def tokenize(text: str) -> list[str]:
+def tokenize(text: str, segmenter: jieba.Tokenizer | None = None) -> list[str]:
     """jieba words plus character bigrams (bigrams catch what segmentation splits oddly)."""
     bigrams = [run[i : i + 2] for run in _CJK_RUN.findall(text) for i in range(len(run) - 1)]
-    return words(text) + [b for b in bigrams if not set(b) <= _STOP]
+    return words(text, segmenter) + [b for b in bigrams if not set(b) <= _STOP]
+
+
+# -- start-up: the index and jieba's dictionary are built once and kept on disk ----------
+
+_MAX_WORD = 8  # longest dictionary word looked for in the corpus
+_PAD_WORD = "龘龘龘龘"  # never typed; carries the rest of the full dictionary's total count
+
+
+def cache_dir() -> Path:
+    """Where the built index is kept: $FAQ_CACHE_DIR, else the user's cache directory."""
+    configured = os.environ.get("FAQ_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "yibao-bot"
+
+
+def _source_key(directory: Path) -> str:
+    """A digest of everything the index is built from: data, term lists and this code."""
+    digest = hashlib.sha256(jieba.__version__.encode())
+    here = Path(__file__).parent
+    files = sorted(directory.glob("*.yaml")) + sorted((directory / "texts").glob("*.txt"))
+    files += [TERMS_FILE, here / "faq.py", here / "faq_facts.py", here / "engine.py"]
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def _vocabulary(corpus: str, added: set[str]) -> dict[str, int]:
+    """Every word of jieba's dictionary that occurs in the corpus, with its count, and the
+    words we add. Segmenting with only these gives the same words for the corpus as the
+    full dictionary, and loads in milliseconds instead of seconds."""
+    full = jieba.Tokenizer()
+    full.initialize()
+    for word in added:
+        full.add_word(word)
+    vocabulary: dict[str, int] = {}
+    for run in _CJK_RUN.findall(corpus):
+        for i in range(len(run)):
+            for j in range(i + 1, min(len(run), i + _MAX_WORD) + 1):
+                count = full.FREQ.get(run[i:j])
+                if count:
+                    vocabulary[run[i:j]] = count
+    # The same total as the full dictionary, so word probabilities (and so the splits
+    # jieba chooses) stay as they were.
+    vocabulary[_PAD_WORD] = max(full.total - sum(vocabulary.values()), 1)
+    return vocabulary
+
+
+def _segmenter(dictionary: Path) -> jieba.Tokenizer:
+    segmenter = jieba.Tokenizer(dictionary=str(dictionary))
+    segmenter.tmp_dir = str(dictionary.parent)
+    segmenter.initialize()
+    return segmenter
+
+
+# A _Doc with its notice as a position in the library (notices are loaded, not stored).
+_Stored = tuple[
+    Kind, int, str, str, Msg, "FaqEntry | None", Counter[str], int, Facts | None, str | None
+]
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What building costs: kept on disk (pickle) between starts."""
+
+    docs: list[_Stored]
+    unknown_groups: dict[str, list[str]]
 
 
 class FaqIndex:
-    def __init__(self, library: Library, directory: Path = NOTICES_DIR) -> None:
+    def __init__(
+        self, library: Library, directory: Path = NOTICES_DIR, cache: Path | None = None
+    ) -> None:
         jieba.setLogLevel(logging.WARNING)
         self.library = library
         self.regions = {n.region.id: n for n in library.regions()}
@@ -303,31 +378,32 @@ class FaqIndex:
         self._region_words = re.compile(
             "|".join(sorted(map(re.escape, names), key=len, reverse=True))
         )
-        for notice in library.notices:
-            for word in (notice.region.name, *notice.region.aliases, *_category_words(notice)):
-                jieba.add_word(word)
-        for canonical in _terms().synonyms:
-            for word in canonical.split():
-                jieba.add_word(word)
-        self.docs: list[_Doc] = []
-        for notice in library.notices:
-            for entry in load_entries(notice, directory):
-                answer = render_entry(library, notice, entry)
-                text = " ".join([*entry.questions, *entry.questions, answer.zh(), entry.cite.quote])
-                self._add("entry", notice, entry.cite.clause, entry.cite.quote, answer, entry, text)
-            for clause, passage in clause_passages(library.texts[notice.document.file]):
-                self._add("clause", notice, clause, passage, Msg(passage), None, passage)
-        # Groups other notices name that this one never mentions (通河县 has no 残疾人):
-        # asked about one, this notice cannot answer.
-        groups = {normalize(w) for n in library.notices for w in _group_words(n, True)}
-        self.unknown_groups = {
-            n.id: sorted(
-                w
-                for w in groups - {normalize(w) for w in _group_words(n)}
-                if w not in normalize(library.texts[n.document.file])
+        folder = cache or cache_dir()
+        key = _source_key(directory)
+        dictionary, stored = folder / f"faq-{key}.dict", folder / f"faq-{key}.pickle"
+        built = _load(stored) if dictionary.exists() else None
+        if built is None:
+            entries = {n.id: load_entries(n, directory) for n in library.notices}
+            added = {w for n in library.notices for w in _added_words(n)}
+            added |= {w for canonical in _terms().synonyms for w in canonical.split()}
+            corpus = "\n".join(
+                [
+                    *library.texts.values(),
+                    TERMS_FILE.read_text(encoding="utf-8"),
+                    *(e.answer + "".join(e.questions) for es in entries.values() for e in es),
+                ]
             )
-            for n in library.notices
-        }
+            dictionary = _write_dictionary(folder, dictionary, _vocabulary(corpus, added))
+            self.segmenter = _segmenter(dictionary)
+            built = self._build(entries)
+            _save(stored, built)
+        else:
+            self.segmenter = _segmenter(dictionary)
+        self.docs = [
+            _Doc(kind, library.notices[at], clause, quote, answer, entry, terms, n, facts, w)
+            for kind, at, clause, quote, answer, entry, terms, n, facts, w in built.docs
+        ]
+        self.unknown_groups = built.unknown_groups
         self.df: Counter[str] = Counter()
         self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for i, doc in enumerate(self.docs):
@@ -336,21 +412,51 @@ class FaqIndex:
                 self.postings[term].append((i, tf))
         self.avgdl = sum(d.length for d in self.docs) / max(len(self.docs), 1)
 
+    def _build(self, entries: dict[str, list[FaqEntry]]) -> _Built:
+        library = self.library
+        docs: list[_Stored] = []
+        for position, notice in enumerate(library.notices):
+            for entry in entries[notice.id]:
+                answer = render_entry(library, notice, entry)
+                text = " ".join([*entry.questions, *entry.questions, answer.zh(), entry.cite.quote])
+                docs.append(
+                    self._doc(
+                        "entry", position, entry.cite.clause, entry.cite.quote, answer, entry, text
+                    )
+                )
+            for clause, passage in clause_passages(library.texts[notice.document.file]):
+                docs.append(
+                    self._doc("clause", position, clause, passage, Msg(passage), None, passage)
+                )
+        # Groups other notices name that this one never mentions (通河县 has no 残疾人):
+        # asked about one, this notice cannot answer.
+        groups = {normalize(w) for n in library.notices for w in _group_words(n, True)}
+        unknown_groups = {
+            n.id: sorted(
+                w
+                for w in groups - {normalize(w) for w in _group_words(n)}
+                if w not in normalize(library.texts[n.document.file])
+            )
+            for n in library.notices
+        }
+        return _Built(docs, unknown_groups)
+
     def strip_regions(self, text: str) -> str:
         """Region names carry nothing once the search is limited to one region."""
         return self._region_words.sub(" ", text)
 
-    def _add(
+    def _doc(
         self,
         kind: Kind,
-        notice: Notice,
+        position: int,
         clause: str,
         quote: str,
         answer: Msg,
         entry: FaqEntry | None,
         text: str,
-    ) -> None:
-        terms = Counter(tokenize(self.strip_regions(expand(text))))
+    ) -> _Stored:
+        notice = self.library.notices[position]
+        terms = Counter(tokenize(self.strip_regions(expand(text)), self.segmenter))
         facts, window = None, None
         if entry is not None:
             # What the entry is about comes from its questions, not its answer (an answer
@@ -362,19 +468,17 @@ class FaqIndex:
             if entry.compute is not None:
                 found = find_window((notice,), entry.compute.date)
                 window = found[1].id if found else None
-        self.docs.append(
-            _Doc(
-                kind,
-                notice,
-                clause,
-                quote,
-                answer,
-                entry,
-                terms,
-                sum(terms.values()),
-                facts,
-                window,
-            )
+        return (
+            kind,
+            position,
+            clause,
+            quote,
+            answer,
+            entry,
+            terms,
+            sum(terms.values()),
+            facts,
+            window,
         )
 
     def idf(self, term: str) -> float:
@@ -414,7 +518,8 @@ class FaqIndex:
         for negated in facts.negated_words:  # "不是低保" is no reason to show 低保's entry
             searched = searched.replace(negated, " ")
         expanded = self.strip_regions(expand(searched))
-        ranked = self._rank(Counter(tokenize(expanded)), set(words(expanded)), region)
+        query = Counter(tokenize(expanded, self.segmenter))
+        ranked = self._rank(query, set(words(expanded, self.segmenter)), region)
         if not facts.personal and self._not_covered(notice, text):
             return [self._none(notice, N_("通知里没有写到这个问题。请向{office}咨询。"))]
         asks_money = facts.intents & {"fee", "subsidy"}
@@ -574,6 +679,42 @@ def _outside(message: Msg) -> Answer:
 def _group_words(notice: Notice, subsidised: bool = False) -> list[str]:
     cats = [c for c in notice.categories if c.subsidy is not None or not subsidised]
     return [w for c in cats for w in (c.name, *c.aliases) if len(w) >= 2]
+
+
+def _load(path: Path) -> _Built | None:
+    try:
+        with path.open("rb") as fh:
+            built = pickle.load(fh)  # our own file, written by _save below
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+    return built if isinstance(built, _Built) else None
+
+
+def _save(path: Path, built: _Built) -> None:
+    """Best effort: a read-only disk costs the next start the build, nothing else."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        with partial.open("wb") as fh:
+            pickle.dump(built, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(path)
+    except OSError as exc:
+        logging.getLogger(__name__).info("FAQ index not cached: %s", exc.__class__.__name__)
+
+
+def _write_dictionary(folder: Path, path: Path, vocabulary: dict[str, int]) -> Path:
+    lines = "".join(f"{word} {count}\n" for word, count in sorted(vocabulary.items()))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(lines, encoding="utf-8")
+    except OSError:  # no cache directory: a private temporary one for this process
+        path = Path(tempfile.mkdtemp(prefix="faq-")) / path.name
+        path.write_text(lines, encoding="utf-8")
+    return path
+
+
+def _added_words(notice: Notice) -> list[str]:
+    return [notice.region.name, *notice.region.aliases, *_category_words(notice)]
 
 
 def _category_words(notice: Notice) -> list[str]:

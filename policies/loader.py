@@ -143,7 +143,8 @@ def notice_files(directory: Path = NOTICES_DIR) -> list[Path]:
 
 def load_notice(path: Path) -> Notice:
     with path.open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
+        # libyaml's parser where PyYAML has it: the pure-Python one is a second at start.
+        raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     notice = Notice.model_validate(raw)
     if notice.id != path.stem:
         raise ValueError(f"{path.name}: id {notice.id!r} must match the file name")
