@@ -24,7 +24,8 @@ def report(name: str, score: Score) -> None:
     print(f"cannot-answer recognised: {score.recognised_rate:.1%}")
     if score.pay.total:
         print(f"amount to pay stated: {score.pay.right}/{score.pay.total}")
-    print(f"English and Traditional: {score.lang_rate('en', 'zh_Hant'):.1%}")
+    if {"en", "zh_Hant"} & set(score.by_lang):
+        print(f"English and Traditional: {score.lang_rate('en', 'zh_Hant'):.1%}")
     print(f"latency p95: {score.p95_ms:.2f} ms (max {max(score.latencies_ms):.2f} ms)")
     for label, tallies in (("language", score.by_lang), ("topic", score.by_topic)):
         cells = [f"{k} {t.right}/{t.total} ({t.rate:.0%})" for k, t in sorted(tallies.items())]
