@@ -393,7 +393,7 @@ class FaqIndex:
                     *(e.answer + "".join(e.questions) for es in entries.values() for e in es),
                 ]
             )
-            dictionary = _write_dictionary(folder, dictionary, _vocabulary(corpus, added))
+            dictionary = _write_dictionary(dictionary, _vocabulary(corpus, added))
             self.segmenter = _segmenter(dictionary)
             built = self._build(entries)
             _save(stored, built)
@@ -690,24 +690,27 @@ def _load(path: Path) -> _Built | None:
     return built if isinstance(built, _Built) else None
 
 
-def _save(path: Path, built: _Built) -> None:
-    """Best effort: a read-only disk costs the next start the build, nothing else."""
+def _write(path: Path, data: bytes) -> bool:
+    """Whole or not at all (another process may be starting too); False where the disk
+    refuses, which costs the next start a build and nothing else."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        with partial.open("wb") as fh:
-            pickle.dump(built, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.write_bytes(data)
         partial.replace(path)
     except OSError as exc:
-        logging.getLogger(__name__).info("FAQ index not cached: %s", exc.__class__.__name__)
+        logging.getLogger(__name__).info("FAQ index not stored: %s", exc.__class__.__name__)
+        return False
+    return True
 
 
-def _write_dictionary(folder: Path, path: Path, vocabulary: dict[str, int]) -> Path:
+def _save(path: Path, built: _Built) -> None:
+    _write(path, pickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write_dictionary(path: Path, vocabulary: dict[str, int]) -> Path:
     lines = "".join(f"{word} {count}\n" for word, count in sorted(vocabulary.items()))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(lines, encoding="utf-8")
-    except OSError:  # no cache directory: a private temporary one for this process
+    if not _write(path, lines.encode()):  # no cache directory: a private temporary one
         path = Path(tempfile.mkdtemp(prefix="faq-")) / path.name
         path.write_text(lines, encoding="utf-8")
     return path
