@@ -16,7 +16,7 @@ from io import BytesIO
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_date
+from babel.dates import format_date, format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -92,6 +92,10 @@ class Localizer:
 
     def date(self, day: dt.date | None, missing: str = "—") -> str:
         return missing if day is None else format_date(day, "long", locale=self.babel)
+
+    def monthday(self, day: dt.date) -> str:
+        """3月5日 / March 5: a day whose year is not known."""
+        return format_skeleton("MMMd", day, locale=self.babel)
 
     def money(self, amount: int | None) -> str:
         if amount is None:

@@ -25,6 +25,7 @@ def environment(locale: str) -> Environment:
     env.filters.update(
         money=loc.money,
         day=loc.date,
+        monthday=loc.monthday,
         term=loc.term,
         terms=loc.terms,
         msg=loc.msg,

@@ -9,6 +9,7 @@ answer" need no bookkeeping of their own: they move to a step whose answer is ke
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import replace
 
 from conversations import broadcast
 from conversations.context import ASK, BACK, EDIT, RESTART, Context, Result
-from conversations.dates import DateError, parse_date
+from conversations.dates import with_year, without_id_numbers
 from conversations.i18n import LANGUAGE_NAMES, LOCALES, negotiate
 from conversations.render import render
 from conversations.state import (
@@ -30,6 +31,7 @@ from conversations.state import (
     Step,
     Text,
 )
+from conversations.understanding import Understanding, match_categories, understand
 from policies.engine import quote
 from policies.faq import default_index
 from policies.lint import clause_spans
@@ -37,11 +39,8 @@ from policies.models import Category, Notice, Tier
 from policies.quote import Applicant, ApplicantError, Quote
 from policies.text import N_
 
-IDLE_LIMIT = dt.timedelta(minutes=30)
+IDLE_LIMIT = dt.timedelta(minutes=30)  # after this, a returning resident is welcomed back
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
-
-_DONE_WORDS = ("完成", "好了", "好的", "确定", "就这些", "没有了", "ok", "OK")
-_NONE_WORDS = ("以上都不是", "都不是", "没有", "无", "普通", "一般", "不是")
 _EDIT_LABELS = {
     Step.REGION: N_("地区"),
     Step.BIRTH: N_("出生日期"),
@@ -56,20 +55,19 @@ def handle(state: State, event: Event, ctx: Context) -> Result:
     # saved for a redelivered update are replaced after handling, so they are not copied.
     state = state.model_copy(update={"categories": list(state.categories), "last_replies": []})
     ctx = replace(ctx, locale=state.lang or negotiate(ctx.language_code))
-    if _expired(state, ctx) and not isinstance(event, Command):
-        if state.step in (Step.QUOTED, Step.FAQ):
-            # Nothing half-answered: forget the birth date and identity, and go on with
-            # the event (a question is still answered, for the region last asked about).
-            state = State(
-                step=Step.FAQ if state.step == Step.FAQ else Step.IDLE,
-                lang=state.lang,
-                faq_region=state.faq_region or state.region,
-            )
-        else:
-            fresh = State(step=Step.REGION, updated_at=ctx.now, lang=state.lang)
-            return fresh, [_ask(fresh, ctx, prefix=ctx.say("expired", minutes=30))]
+    back_after_a_while = _expired(state, ctx) and state.step in QUESTIONS
     state, replies = _dispatch(state, event, ctx)
     state.updated_at = ctx.now
+    if back_after_a_while and replies and state.step in (*QUESTIONS, Step.QUOTED):
+        # Answers are kept for the retention period: go on, or start again with one press.
+        first = replies[0]
+        welcome = ctx.say("welcome_back", facts=_facts(state, ctx))
+        replies[0] = Reply(
+            html=f"{welcome}\n\n{first.html}",
+            buttons=[*first.buttons, ctx.nav(RESTART)],
+            edit=first.edit,
+            action=first.action,
+        )
     return state, replies
 
 
@@ -101,6 +99,8 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
         if not event.data.startswith(_BUTTONS.get(state.step, ("\0",))):
             # A button from an earlier question (Telegram keeps old keyboards clickable).
             return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
+    if isinstance(event, Text) and state.step != Step.FAQ and event.text.strip():
+        return _on_text(state, event.text, ctx)
     return _STEP_HANDLERS[state.step](state, event, ctx)
 
 
@@ -120,7 +120,11 @@ def _on_command(state: State, event: Command, ctx: Context) -> Result:
         rows = [[Button(label=LANGUAGE_NAMES[code], data=f"lang:{code}")] for code in LOCALES]
         return state, [Reply(html=ctx.say("choose_language"), buttons=rows)]
     if event.name == "faq":
-        state.step = Step.FAQ  # answers given so far are kept; /quote starts a new quote
+        # Answers given so far are kept; in the middle of a quote, the question is asked
+        # again after the answer. /quote starts a new quote.
+        if state.step in QUESTIONS:
+            state.resume = state.step
+        state.step = Step.FAQ
         return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
     if event.name == "help":
         help_reply = Reply(
@@ -220,7 +224,7 @@ def _ask_region(state: State, ctx: Context) -> Reply:
 
 
 def _ask_birth(state: State, ctx: Context) -> Reply:
-    html = ctx.say("ask_birth", region_name=_region_name(ctx, state))
+    html = ctx.say("ask_birth", region_name=_region_name(ctx, state), newborn=state.newborn)
     return Reply(html=html, buttons=[ctx.nav(BACK)])
 
 
@@ -269,17 +273,22 @@ def _ask_idle(state: State, ctx: Context) -> Reply:
 
 
 def _on_region(state: State, event: Event, ctx: Context) -> Result:
-    region = None
-    if isinstance(event, Press) and event.data.startswith("region:"):
-        region = event.data.removeprefix("region:")
-        if not ctx.library.for_region(region):
-            return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
-    elif isinstance(event, Text):
-        region = ctx.library.region_in(event.text)
-        if region is None:
-            return state, [_ask(state, ctx, prefix=ctx.say("bad_region", text=event.text))]
-    else:
+    if not (isinstance(event, Press) and event.data.startswith("region:")):
         return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
+    region = event.data.removeprefix("region:")
+    if not ctx.library.for_region(region):
+        return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
+    _set_region(state, region, ctx)
+    if state.faq_question:  # asked before the region was known: answered now
+        question, state.faq_question = state.faq_question, None
+        state.faq_region = region
+        answer = answer_question(question, region, state, ctx)
+        state, replies = _advance(state, ctx)
+        return state, [answer, *replies]
+    return _advance(state, ctx)
+
+
+def _set_region(state: State, region: str, ctx: Context) -> None:
     if region != state.region:
         # Categories and tiers belong to one region's notices: keep only those still valid.
         valid = {c.id for c in _categories(ctx, State(region=region))}
@@ -287,56 +296,33 @@ def _on_region(state: State, event: Event, ctx: Context) -> Result:
         state.categories_done = state.categories_done and bool(state.categories)
         state.tier = None
         state.region = region
-    return _advance(state, ctx)
+    if state.pending_groups:
+        found = match_categories(_categories(ctx, state), " ".join(state.pending_groups))
+        state.categories = [c.id for c in _categories(ctx, state) if c.id in found]
+        state.categories_done = state.categories_done or bool(found)
+        state.pending_groups = []
 
 
 def _on_birth(state: State, event: Event, ctx: Context) -> Result:
-    if not isinstance(event, Text):
-        return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
-    try:
-        born = parse_date(event.text, ctx.today)
-    except DateError as err:
-        bad = ctx.say("bad_date", text=event.text, reason=err.reason, what="birth")
-        return state, [_ask(state, ctx, prefix=bad)]
-    if born > ctx.today:
-        return state, [_ask(state, ctx, prefix=ctx.say("birth_in_future", day=born))]
-    if born < EARLIEST_BIRTH:
-        return state, [_ask(state, ctx, prefix=ctx.say("birth_too_early", day=born))]
-    if state.payment_date is not None and state.payment_date < born:
-        state.payment_date = None  # asked again rather than quoting an impossible pair
-    state.birth_date = born
-    return _advance(state, ctx)
+    return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]  # typed: _on_text
 
 
 def _on_categories(state: State, event: Event, ctx: Context) -> Result:
     known = {c.id: c for c in _categories(ctx, state)}
-    if isinstance(event, Press):
-        value = event.data.removeprefix("cat:")
-        if value == "none":
-            state.categories, state.categories_done = [], True
-            return _advance(state, ctx)
-        if value == "done":
-            state.categories_done = True
-            return _advance(state, ctx)
-        if value not in known:
-            return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
-        chosen = set(state.categories) ^ {value}
-        state.categories = [c for c in known if c in chosen]
-        return state, [_ask(state, ctx, edit=True)]
-    if not isinstance(event, Text):
+    if not isinstance(event, Press):
         return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
-    text = event.text.strip()
-    found = match_categories(list(known.values()), text)
-    if found:
-        state.categories = [c for c in known if c in set(state.categories) | set(found)]
-        return state, [_ask(state, ctx)]
-    if any(w in text for w in _DONE_WORDS) and state.categories:
-        state.categories_done = True
-        return _advance(state, ctx)
-    if any(w in text for w in _NONE_WORDS) or any(w in text for w in _DONE_WORDS):
+    value = event.data.removeprefix("cat:")
+    if value == "none":
         state.categories, state.categories_done = [], True
         return _advance(state, ctx)
-    return state, [_ask(state, ctx, prefix=ctx.say("bad_category", text=text))]
+    if value == "done":
+        state.categories_done = True
+        return _advance(state, ctx)
+    if value not in known:
+        return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
+    chosen = set(state.categories) ^ {value}
+    state.categories = [c for c in known if c in chosen]
+    return state, [_ask(state, ctx, edit=True)]
 
 
 def _on_tier(state: State, event: Event, ctx: Context) -> Result:
@@ -344,9 +330,6 @@ def _on_tier(state: State, event: Event, ctx: Context) -> Result:
     chosen: Tier | None = None
     if isinstance(event, Press) and event.data.startswith("tier:"):
         chosen = next((t for t in tiers if f"tier:{t.id}" == event.data), None)
-    elif isinstance(event, Text):
-        text = event.text.strip()
-        chosen = next((t for t in tiers if text in (str(t.id), t.name) or t.name in text), None)
     if chosen is None:
         return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
     state.tier = chosen.id
@@ -354,23 +337,258 @@ def _on_tier(state: State, event: Event, ctx: Context) -> Result:
 
 
 def _on_payment(state: State, event: Event, ctx: Context) -> Result:
-    if isinstance(event, Press) and event.data.startswith("pay:"):
-        value = event.data.removeprefix("pay:")
-        text = "今天" if value == "today" else value
-    elif isinstance(event, Text):
-        text = event.text
-    else:
+    if not (isinstance(event, Press) and event.data.startswith("pay:")):
         return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
+    value = event.data.removeprefix("pay:")
     try:
-        paid = parse_date(text, ctx.today)
-    except DateError as err:
-        bad = ctx.say("bad_date", text=text, reason=err.reason, what="payment")
-        return state, [_ask(state, ctx, prefix=bad)]
-    if state.birth_date is not None and paid < state.birth_date:
-        bad = ctx.say("payment_before_birth", payment=paid, birth=state.birth_date)
-        return state, [_ask(state, ctx, prefix=bad)]
-    state.payment_date = paid
+        paid = ctx.today if value == "today" else dt.date.fromisoformat(value)
+    except ValueError:
+        return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
+    problem = _payment_problem(state, paid, ctx)
+    if problem:
+        return state, [_ask(state, ctx, prefix=problem)]
+    state.payment_date, state.payment_from = paid, None
     return _advance(state, ctx)
+
+
+# -- typed messages: one understanding step for every question ---------------------------
+
+
+def _on_text(state: State, text: str, ctx: Context) -> Result:
+    """Whatever the question, take every answer the message holds, then ask what is left."""
+    u = understand(text, step=state.step, region=state.region, library=ctx.library, today=ctx.today)
+    if u.nav is not None:
+        return _navigate(state, u, ctx)
+    if u.answers or u.bad_id or u.bad_date:
+        return _take_answers(state, u, text, ctx)
+    if u.question:
+        return _on_question(state, text, u, ctx)
+    if state.step in (Step.IDLE, Step.QUOTED):
+        return _on_faq(state, Text(text), ctx)  # free text outside a question is a question
+    return state, [_ask(state, ctx, prefix=_not_understood(state, text, ctx))]
+
+
+def _navigate(state: State, u: Understanding, ctx: Context) -> Result:
+    if u.nav == "back":
+        return _back(state, ctx)
+    if u.nav == "restart":
+        fresh = State(step=Step.REGION, lang=state.lang)
+        return fresh, [_ask(fresh, ctx)]
+    if u.nav == "cancel":
+        return _on_command(state, Command("cancel"), ctx)
+    if state.step == Step.CATEGORIES:  # done
+        return _on_categories(state, Press("cat:done"), ctx)
+    return state, [_ask(state, ctx)] if state.step in QUESTIONS else [Reply(html=ctx.say("idle"))]
+
+
+def _on_question(state: State, text: str, u: Understanding, ctx: Context) -> Result:
+    if state.step == Step.IDLE and u.quote_intent:  # "多少钱": the quote answers it
+        fresh = State(step=Step.REGION, lang=state.lang)
+        return fresh, [_ask(fresh, ctx)]
+    if state.step not in QUESTIONS:
+        return _on_faq(state, Text(text), ctx)
+    if u.quote_intent:  # "要交多少钱" in the middle: the quote these questions lead to
+        return state, [_ask(state, ctx, prefix=ctx.say("quote_answers_it"))]
+    # A question in the middle of the quote: answered for the region known so far, then
+    # the pending question again, every answer kept.
+    region = state.region or state.faq_region
+    if region is None:
+        state.faq_question = text.strip()[:500]
+        return state, [_ask(state, ctx, prefix=ctx.say("region_first"))]
+    answer = answer_question(text.strip(), region, state, ctx)
+    return state, [answer, _ask(state, ctx)]
+
+
+def _take_answers(state: State, u: Understanding, text: str, ctx: Context) -> Result:
+    if state.step == Step.IDLE:  # answers out of the blue start a quote
+        state = State(step=Step.REGION, lang=state.lang, faq_region=state.faq_region)
+    notes: list[str] = []
+    problem = _apply(state, u, text, ctx, notes)
+    said = "\n".join([ctx.say("understood", facts=_facts(state, ctx, u)), *notes]).strip()
+    if problem is not None:
+        return state, [problem if not said else _prefixed(problem, said)]
+    state, replies = _advance(state, ctx)
+    replies[0] = _prefixed(replies[0], said) if said else replies[0]
+    asked = without_id_numbers(text).strip()  # an ID number is never echoed
+    question = asked if u.question and not u.quote_intent else state.faq_question
+    if question and state.region:  # asked now, or before the region was known
+        state.faq_question = None
+        replies.insert(0, answer_question(question, state.region, state, ctx))
+    return state, replies
+
+
+def _prefixed(reply: Reply, prefix: str) -> Reply:
+    return Reply(html=f"{prefix}\n\n{reply.html}", buttons=reply.buttons, edit=reply.edit)
+
+
+def _apply(
+    state: State, u: Understanding, text: str, ctx: Context, notes: list[str]
+) -> Reply | None:
+    """Fills the state from the answers; a reply when one of them needs asking again."""
+    if len(u.regions) == 1:
+        _set_region(state, u.regions[0], ctx)
+        if u.region_typo:
+            notes.append(ctx.say("region_guessed", region=_region_name(ctx, state)))
+    if u.newborn:
+        state.newborn = True
+    if u.category_words and state.region is None:
+        state.pending_groups = list(u.category_words)
+    if u.categories:
+        known = [c.id for c in _categories(ctx, state)]
+        state.categories = [c for c in known if c in {*state.categories, *u.categories}]
+        state.categories_done = True
+    elif u.none_of_these:
+        state.categories, state.categories_done = [], True
+    if u.tier is not None and any(t.id == u.tier for t in _tiers(ctx, state.region or "")):
+        state.tier = u.tier
+    if u.id_number:
+        notes.append(ctx.say("id_not_kept"))
+    if u.bad_id:
+        state.step = Step.BIRTH if state.region else state.step
+        return _ask(state, ctx, prefix=ctx.say("bad_id"))
+    problem = _take_birth(state, u, ctx) or _take_payment(state, u, ctx, notes)
+    if problem is not None:
+        return problem
+    if len(u.regions) > 1:  # "内蒙古": which of the notices there?
+        return _choose_region(state, u.regions, ctx)
+    if u.category_choices and not u.categories and state.region:
+        state.step = Step.CATEGORIES
+        rows = [
+            [Button(label=ctx.loc.term(c.name), data=f"cat:{c.id}")]
+            for c in _categories(ctx, state)
+            if c.id in u.category_choices
+        ]
+        head = ctx.say("category_choices")
+        return Reply(html=head, buttons=[*rows, *_ask_categories(state, ctx).buttons[-2:]])
+    if u.bad_date and not (u.birth or u.payment):
+        what = "payment" if state.step == Step.PAYMENT else "birth"
+        if state.step not in (Step.BIRTH, Step.PAYMENT):
+            state.step = Step.BIRTH if state.birth_date is None else Step.PAYMENT
+        bad = ctx.say("bad_date", text=text.strip(), reason="impossible", what=what)
+        return _ask(state, ctx, prefix=bad)
+    return None
+
+
+def _take_birth(state: State, u: Understanding, ctx: Context) -> Reply | None:
+    m = u.birth
+    if m is None:
+        return None
+    if m.year_missing:  # "3月5日": whose year?
+        if state.birth_date is not None and state.birth_until is not None:
+            m = with_year(m, state.birth_date.year)
+        else:
+            state.birth_month_day = m.first.strftime("%m-%d")
+            state.step = Step.BIRTH
+            return _ask(state, ctx, prefix=ctx.say("birth_year_missing", day=m.first))
+    first, last = m.first, m.last
+    if m.precision == "year" and state.birth_month_day and state.birth_until is None:
+        month, day = (int(x) for x in state.birth_month_day.split("-"))
+        with contextlib.suppress(ValueError):  # 29 February of a year without one
+            first = last = dt.date(m.first.year, month, day)
+    if first > ctx.today:
+        state.step = Step.BIRTH
+        return _ask(state, ctx, prefix=ctx.say("birth_in_future", day=first))
+    if last < EARLIEST_BIRTH:
+        state.step = Step.BIRTH
+        return _ask(state, ctx, prefix=ctx.say("birth_too_early", day=first))
+    state.birth_date, state.birth_until = first, (min(last, ctx.today) if last != first else None)
+    state.birth_month_day = None
+    if state.payment_date is not None and state.payment_date < first:
+        state.payment_date = state.payment_from = None  # asked again, not quoted impossible
+    return None
+
+
+def _take_payment(state: State, u: Understanding, ctx: Context, notes: list[str]) -> Reply | None:
+    m = u.payment
+    if m is None:
+        return None
+    problem = _payment_problem(state, m.last, ctx)
+    if problem:
+        state.step = Step.PAYMENT
+        return _ask(state, ctx, prefix=problem)
+    state.payment_date = m.last
+    state.payment_from = m.first if not m.exact and not m.relative else None
+    if m.relative and not m.exact:
+        notes.append(ctx.say("span_latest", words=m.keyword or "", day=m.last))
+    return None
+
+
+def _payment_problem(state: State, paid: dt.date, ctx: Context) -> str | None:
+    if state.birth_date is not None and paid < state.birth_date:
+        return ctx.say("payment_before_birth", payment=paid, birth=state.birth_date)
+    earliest = _earliest_payment(ctx, state.region)
+    if earliest is not None and paid < earliest:
+        return ctx.say("payment_too_early", payment=paid, earliest=earliest)
+    return None
+
+
+def _earliest_payment(ctx: Context, region: str | None) -> dt.date | None:
+    """The first day the region's notices could take a payment; None where a window opens
+    "即日起" in a notice that bears no date (the text gives no first day)."""
+    days = ctx.library.opening_days(region or "")
+    return None if not days or None in days else min(d for d in days if d is not None)
+
+
+def _choose_region(state: State, regions: tuple[str, ...], ctx: Context) -> Reply:
+    state.step = Step.REGION
+    rows = [
+        [Button(label=ctx.loc.term(n.region.name), data=f"region:{n.region.id}")]
+        for n in ctx.library.regions()
+        if n.region.id in regions
+    ]
+    names = [ctx.loc.term(n.region.name) for n in ctx.library.regions() if n.region.id in regions]
+    return Reply(html=ctx.say("which_region", names=names), buttons=rows)
+
+
+def _not_understood(state: State, text: str, ctx: Context) -> str:
+    if state.step == Step.REGION:
+        return ctx.say("bad_region", text=text, names=_region_names(ctx))
+    if state.step in (Step.BIRTH, Step.PAYMENT):
+        what = "birth" if state.step == Step.BIRTH else "payment"
+        return ctx.say("bad_date", text=text, reason="format", what=what)
+    if state.step == Step.CATEGORIES:
+        return ctx.say("bad_category", text=text)
+    return ctx.say("use_buttons")
+
+
+def _region_names(ctx: Context) -> list[str]:
+    return [ctx.loc.term(n.region.name) for n in ctx.library.regions()]
+
+
+def _facts(state: State, ctx: Context, u: Understanding | None = None) -> list[str]:
+    """ "商洛市 · 1956年出生 · 低保对象": what is known (what this message said, with ``u``)."""
+    facts: list[str] = []
+    if state.region and (u is None or u.regions):
+        facts.append(ctx.loc.term(_region_name(ctx, state)))
+    if state.birth_date and (u is None or u.birth):
+        facts.append(_birth_words(state, ctx))
+    if u is None or u.categories or u.none_of_these:
+        names = [c.name for c in _categories(ctx, state) if c.id in state.categories]
+        if names:
+            facts.append(ctx.loc.terms(names))
+        elif state.categories_done:
+            facts.append(ctx.gettext(N_("不属于所列人群")))
+    if state.tier is not None and (u is None or u.tier is not None):
+        tier = next((t for t in _tiers(ctx, state.region or "") if t.id == state.tier), None)
+        if tier is not None:
+            facts.append(ctx.loc.term(tier.name))
+    if state.payment_date and (u is None or u.payment):
+        facts.append(ctx.gettext(N_("{day}缴费")).format(day=ctx.loc.date(state.payment_date)))
+    if u is not None and u.newborn and not u.birth:
+        facts.append(ctx.gettext(N_("新生儿")))
+    return facts
+
+
+def _birth_words(state: State, ctx: Context) -> str:
+    born, until = state.birth_date, state.birth_until
+    assert born is not None
+    if until is None:
+        return ctx.gettext(N_("{day}出生")).format(day=ctx.loc.date(born))
+    if (born.month, born.day, until.month, until.day) == (1, 1, 12, 31):
+        return ctx.gettext(N_("{year}年出生")).format(year=born.year)
+    return ctx.gettext(N_("{first}至{last}之间出生")).format(
+        first=ctx.loc.date(born), last=ctx.loc.date(until)
+    )
 
 
 def _on_quoted(state: State, event: Event, ctx: Context) -> Result:
@@ -410,7 +628,11 @@ def _on_faq(state: State, event: Event, ctx: Context) -> Result:
             ]
             return state, [Reply(html=ctx.say("ask_faq_region"), buttons=rows)]
     state.faq_region = region
-    return state, [answer_question(question, region, state, ctx)]
+    answer = answer_question(question, region, state, ctx)
+    if state.resume is not None:  # /faq in the middle of a quote: back to its question
+        state.step, state.resume = state.resume, None
+        return state, [answer, _ask(state, ctx)]
+    return state, [answer]
 
 
 def answer_question(question: str, region: str | None, state: State, ctx: Context) -> Reply:
@@ -461,6 +683,13 @@ def applicant(state: State) -> Applicant:
 
 def _quote(state: State, ctx: Context) -> Result:
     state.step = Step.QUOTED
+    for step, first, last in (
+        (Step.BIRTH, state.birth_date, state.birth_until),
+        (Step.PAYMENT, state.payment_from, state.payment_date),
+    ):
+        if first is not None and last is not None and _day_matters(state, step, first, last, ctx):
+            state.step = step  # "1956年" or "11月": the day changes the answer, ask it
+            return state, [_ask(state, ctx, prefix=ctx.say("day_matters", what=step.value))]
     try:
         q = quote(ctx.library, applicant(state))
     except ApplicantError as err:
@@ -473,6 +702,21 @@ def _quote(state: State, ctx: Context) -> Result:
         )
         return state, [Reply(html=f"{text}（{err.kind}）", buttons=[ctx.nav(EDIT, RESTART)])]
     return state, [render_quote(q, state, ctx)]
+
+
+def _day_matters(state: State, step: Step, first: dt.date, last: dt.date, ctx: Context) -> bool:
+    """Whether the quote differs between the first and last day a span can mean."""
+    field = "birth_date" if step == Step.BIRTH else "payment_date"
+    results = []
+    for day in (first, last):
+        try:
+            q = quote(ctx.library, applicant(state.model_copy(update={field: day})))
+        except ApplicantError:
+            return True
+        figures = (q.notice, q.window, q.eligible, q.determined, q.fee, q.subsidy, q.pay_now)
+        dates = (q.net_cost, q.benefit_start, q.benefit_end, tuple(n.text for n in q.notes))
+        results.append((*figures, *dates))
+    return results[0] != results[1]
 
 
 def render_quote(q: Quote, state: State, ctx: Context) -> Reply:
@@ -529,27 +773,6 @@ def _document(notice: Notice, ctx: Context) -> str:
             title=title, number=doc.number, file=file
         )
     return ctx.gettext(N_("{title}，文件 {file}")).format(title=title, file=file)
-
-
-# -- matching what people type ----------------------------------------------------------
-
-
-def match_categories(categories: list[Category], text: str) -> list[str]:
-    """Ids of the categories whose name or alias occurs in the text, longest match wins."""
-    hits: list[tuple[int, str, str]] = []
-    for cat in categories:
-        for alias in (cat.name, *cat.aliases):
-            if len(alias) >= 2 and alias in text:
-                hits.append((len(alias), alias, cat.id))
-    hits.sort(reverse=True)
-    found: list[str] = []
-    covered: list[str] = []
-    for _, alias, cid in hits:
-        if cid in found or any(alias in longer for longer in covered):
-            continue  # "低保" inside "低保边缘户" is not a second category
-        found.append(cid)
-        covered.append(alias)
-    return found
 
 
 # -- lookups ----------------------------------------------------------------------------

@@ -36,10 +36,19 @@ class State(BaseModel):
     lang: str | None = None  # chosen with /lang; else the chat client's language
     region: str | None = None
     birth_date: dt.date | None = None
+    # A birth typed as a year or a month is the span birth_date … birth_until; the day is
+    # asked only where it changes the quote. A birth typed without a year waits here (MM-DD).
+    birth_until: dt.date | None = None
+    birth_month_day: str | None = None
+    newborn: bool = False  # said the child was just born: the birth question says so
     categories: list[str] = []
     categories_done: bool = False
+    # Group words typed before the region was known ("低保户"), matched once it is.
+    pending_groups: list[str] = []
     tier: int | None = None
     payment_date: dt.date | None = None
+    payment_from: dt.date | None = None  # a month typed for payment: payment_from … payment_date
+    resume: Step | None = None  # /faq in the middle of a quote: the question to come back to
     faq_region: str | None = None  # the region of the last FAQ answer, for the next question
     faq_question: str | None = None  # waiting for the region to be chosen
     draft: Draft | None = None  # staff: the broadcast being prepared

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 
 import yaml
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA, Levenshtein
 
 from policies.models import Notice
 from policies.normalize import normalize
 
 NOTICES_DIR = Path(__file__).parent / "notices"
+# libyaml's parser where PyYAML was built with it: the same safe loading, ~10× faster start.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TEXTS_DIR = NOTICES_DIR / "texts"
 
 
@@ -40,6 +43,12 @@ class Library:
         """The region's notice for its latest benefit year; None for an unknown region."""
         notices = self.by_region.get(region_id)
         return notices[-1] if notices else None
+
+    def opening_days(self, region: str | None = None) -> list[dt.date | None]:
+        """The first payment day of every window (of the region's notices): its start, or
+        for "即日起" the notice's issue date; None where the notice bears no date."""
+        notices = self.for_region(region) if region else self.notices
+        return [w.start or n.document.issued_on for n in notices for w in n.windows]
 
     def region_in(self, text: str) -> str | None:
         """The one region a text names, or None (none, or several that could fit)."""
@@ -102,8 +111,13 @@ _SUFFIX = "市县区旗镇乡的人"  # what follows a short place name typed wi
 
 def _contains(text: str, name: str) -> bool:
     if name.isascii():  # a Latin name is a word, not letters inside another word
-        return re.search(rf"(?<![a-z]){re.escape(name)}(?![a-z])", text) is not None
+        return _word_pattern(name).search(text) is not None
     return name in text
+
+
+@cache
+def _word_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![a-z]){re.escape(name)}(?![a-z])")
 
 
 def _near(text: str, name: str) -> bool:
@@ -116,7 +130,8 @@ def _near(text: str, name: str) -> bool:
         words = re.findall(r"[a-z]+(?: [a-z]+)*", text)
         spans = {w for phrase in words for w in (phrase, *phrase.split())}
         return len(name) >= 5 and any(
-            Levenshtein.distance(w, name, score_cutoff=1) <= 1 for w in spans
+            OSA.distance(w, name, score_cutoff=1) <= 1
+            for w in spans  # "shanglou" too
         )
     size = len(name)
     if size < 2:
@@ -131,7 +146,9 @@ def _near(text: str, name: str) -> bool:
             if Levenshtein.distance(window, name, score_cutoff=1) > 1:
                 continue
             after = text[i + length : i + length + 1]
-            if size > 2 or len(text.strip()) <= 3 or (after and after in _SUFFIX):
+            before = text[i - 1 : i] if i else ""
+            ends = not after and before and before in "在是住到从去"  # "我们在商落"
+            if size > 2 or len(text.strip()) <= 3 or (after and after in _SUFFIX) or ends:
                 return True
     return False
 
@@ -143,8 +160,7 @@ def notice_files(directory: Path = NOTICES_DIR) -> list[Path]:
 
 def load_notice(path: Path) -> Notice:
     with path.open(encoding="utf-8") as fh:
-        # libyaml's parser where PyYAML has it: the pure-Python one is a second at start.
-        raw = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        raw = yaml.load(fh, Loader=SAFE_LOADER)
     notice = Notice.model_validate(raw)
     if notice.id != path.stem:
         raise ValueError(f"{path.name}: id {notice.id!r} must match the file name")

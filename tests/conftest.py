@@ -12,7 +12,7 @@ from botapi_stub import BotApiStub
 from pg_server import postgres_server
 
 if TYPE_CHECKING:
-    from test_e2e_bot import Harness
+    from test_e2e_bot import BotProcess, Harness
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +48,9 @@ def harness(
         if request.session.testsfailed > failed_before:
             with capsys.disabled():
                 print(f"\n===== bot output for {request.node.nodeid}\n{h.logs()}")
+
+
+@pytest.fixture
+def bot(harness: Harness) -> BotProcess:
+    """The real bot, polling the stub, ready (setMyCommands done, polling started)."""
+    return harness.launch()

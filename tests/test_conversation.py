@@ -132,8 +132,12 @@ def test_categories_toggle_in_place_and_are_typed() -> None:
     assert any(b.label.startswith("✅") for row in reply.buttons for b in row)
     chat.press("cat:dibao")
     assert chat.state.categories == []
-    chat.text("我是低保户，也是特困人员")
-    assert chat.state.categories == ["tekun", "dibao"] and chat.step() == Step.CATEGORIES
+    # Typed groups are the answer: both kept, the next question asked (back changes them).
+    reply = chat.text("我是低保户，也是特困人员")
+    assert chat.state.categories == ["tekun", "dibao"] and chat.step() == Step.PAYMENT
+    assert "特困人员" in reply.html and "低保对象" in reply.html
+    chat.text("上一步")
+    assert chat.step() == Step.CATEGORIES
     chat.text("完成")
     assert chat.state.categories_done and chat.step() == Step.PAYMENT
 
@@ -302,12 +306,16 @@ def test_old_buttons_are_expired_not_misread() -> None:
     assert chat.step() == Step.CATEGORIES
 
 
-def test_idle_for_more_than_30_minutes_expires_and_forgets() -> None:
+def test_back_after_30_minutes_is_welcomed_with_the_answers_kept() -> None:
+    # Answers are kept for the retention period (the storage purge deletes them later).
     chat = at_categories()
-    chat.now = NOW + dt.timedelta(minutes=31)
+    chat.now = NOW + dt.timedelta(hours=5)
     reply = chat.press("cat:none")
-    assert "超过 30 分钟" in reply.html and chat.step() == Step.REGION
-    assert chat.state.birth_date is None and chat.state.categories == []
+    assert "欢迎回来" in reply.html and chat.step() == Step.PAYMENT
+    assert chat.state.birth_date == dt.date(1980, 5, 1) and chat.state.region == "shangluo"
+    assert ["restart"] in [[b.data for b in row] for row in reply.buttons]
+    chat.press("restart")
+    assert chat.step() == Step.REGION and chat.state.birth_date is None
 
 
 def test_idle_for_less_than_30_minutes_resumes() -> None:

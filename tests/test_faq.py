@@ -178,10 +178,14 @@ def _chat(*events: object, staff: bool = False) -> tuple[State, list[str]]:
 
 
 def test_free_text_outside_a_step_is_a_question_and_the_region_is_asked() -> None:
-    state, shown = _chat(Text("低保户自己掏多少"))
-    assert "哪个地区" in shown[-1] and state.faq_question == "低保户自己掏多少"
-    state, shown = _chat(Text("低保户自己掏多少"), Press("faqregion:shangluo"))
-    assert "190" in shown[-1] and "〔二（二）〕" in shown[-1]
+    state, shown = _chat(Text("低保户要交什么材料"))
+    assert "哪个地区" in shown[-1] and state.faq_question == "低保户要交什么材料"
+
+
+def test_what_do_i_pay_out_of_the_blue_starts_the_quote_keeping_the_group() -> None:
+    # "掏多少" asks for the quote itself: it starts, and 低保户 waits for the region.
+    state, _ = _chat(Text("低保户自己掏多少"), Press("region:shangluo"))
+    assert state.categories == ["dibao"] and state.step == Step.BIRTH
 
 
 def test_region_comes_from_the_last_conversation() -> None:
@@ -206,7 +210,7 @@ def test_faq_command_and_staff_extras() -> None:
     assert "陕政办发〔2022〕24号" in staff[-1]  # the rest of 二（二）, beyond the quote
 
 
-def test_a_question_after_30_idle_minutes_is_answered_and_the_quote_forgotten() -> None:
+def test_a_question_after_30_idle_minutes_is_answered_and_the_answers_kept() -> None:
     ctx = Context(default_library(), NOW, "zh-hans")
     state = State()
     for event in (
@@ -221,4 +225,5 @@ def test_a_question_after_30_idle_minutes_is_answered_and_the_quote_forgotten() 
     later = Context(default_library(), NOW + dt.timedelta(minutes=45), "zh-hans")
     state, replies = handle(state, Text("低保户补多少"), later)
     assert "330" in replies[-1].html  # 达拉特旗 三（二）, the region last used
-    assert state.birth_date is None and state.categories == []
+    # Answers are kept for the retention period (RETENTION_HOURS), not forgotten here.
+    assert state.birth_date == dt.date(1980, 1, 1) and state.categories == ["dibao"]

@@ -1,0 +1,86 @@
+"""Cold start to first reply, and what the understanding libraries cost at start-up.
+
+    .venv/bin/python benchmarks/bench_cold_start.py
+
+Starts ``python -m bot --console`` (a fresh process, as a resident's first message after a
+restart meets it) and types one message that holds every answer; measures the wall time
+until the quote is printed. Then the import time and memory of OpenCC and RapidFuzz (used)
+and of cn2an and pypinyin (measured, not used: see README). Goal: first reply ≤ 2 s.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MESSAGE = "商洛 低保户 1956年3月5日出生 2023年11月20日交\n"
+
+
+def first_reply_seconds() -> float:
+    env = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}
+    with tempfile.TemporaryDirectory() as tmp:
+        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp}/bot.db"
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "--console"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdin and proc.stdout
+        proc.stdin.write(MESSAGE)
+        proc.stdin.flush()
+        for line in proc.stdout:
+            if "现在需缴" in line:
+                elapsed = time.perf_counter() - started
+                break
+        else:
+            raise SystemExit("no quote printed")
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        return elapsed
+
+
+def import_cost(module: str) -> tuple[float, float]:
+    code = (
+        "import resource, time; t = time.perf_counter(); import " + module + "; "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    base = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import resource; print(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        return float("nan"), float("nan")
+    seconds, rss = out.stdout.split()
+    return float(seconds) * 1000, (int(rss) - int(base[1])) / 1024
+
+
+def main() -> None:
+    runs = [first_reply_seconds() for _ in range(5)]
+    print(
+        f"cold start to the first quote: median {statistics.median(runs):.2f} s, "
+        f"worst {max(runs):.2f} s over {len(runs)} runs (goal ≤ 2 s)"
+    )
+    for module in ("opencc", "rapidfuzz", "cn2an", "pypinyin"):
+        ms, mib = import_cost(module)
+        print(f"  import {module:10} {ms:7.1f} ms  +{mib:5.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Residents typing the way people type: the labelled set and the conversation around it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from understanding_evaluation import evaluate
+
+from conversations.context import Context
+from conversations.resident import handle
+from conversations.state import Command, Event, Press, Reply, State, Step, Text
+from policies.loader import default_library
+
+CHINA = ZoneInfo("Asia/Shanghai")
+NOW = dt.datetime(2023, 10, 18, 10, 0, tzinfo=CHINA)  # inside 商洛市's 2023-09…12-20 window
+
+
+def test_labelled_messages_are_understood() -> None:
+    score = evaluate()
+    assert score.total >= 300
+    assert score.rate >= 0.95, "\n".join(score.misses)
+    for lang, (right, total) in score.per_lang.items():
+        assert right / total >= 0.9, lang
+
+
+def chat(
+    *events: Event, now: dt.datetime = NOW, language: str = "zh-hans"
+) -> tuple[State, list[Reply]]:
+    ctx = Context(default_library(), now, language)
+    state, replies = State(), list[Reply]()
+    for event in events:
+        state, replies = handle(state, event, ctx)
+    return state, replies
+
+
+def test_one_message_answers_every_question() -> None:
+    # 商洛市 一（三）: 380 元; 二（二）: 低保对象 资助 190 元; 四（一）: benefits from 2024-01-01.
+    state, replies = chat(Text("我是商洛的低保户，1956年3月5日出生，明天去交，要交多少钱"))
+    assert state.step == Step.QUOTED and state.categories == ["dibao"]
+    html = replies[-1].html
+    assert "商洛市 · 1956年3月5日出生 · 低保对象" in html
+    assert "现在需缴：190元" in html and "2024年1月1日" in html
+
+
+def test_a_birth_year_is_enough_where_the_day_does_not_change_the_answer() -> None:
+    state, replies = chat(Text("商洛 低保户 1956年出生"), Text("明天"))
+    assert state.step == Step.QUOTED and "现在需缴：190元" in replies[-1].html
+
+
+def test_a_newborn_month_asks_the_day_because_90_days_depend_on_it() -> None:
+    # 达拉特旗 三（三）: a baby registered within 90 days of birth is covered from birth;
+    # 二（三）: later enrolment waits 3 months. Paying 2023-04-15, a baby born 2023-01-01
+    # is 104 days old, one born 2023-01-31 is 74: the day decides, so it is asked.
+    now = dt.datetime(2023, 4, 15, 10, 0, tzinfo=CHINA)
+    message = Text("达拉特旗 孩子2023年1月出生 普通居民 今天交")
+    state, replies = chat(message, now=now)
+    assert state.step == Step.BIRTH and "具体哪一天出生会影响结果" in replies[-1].html
+    state, replies = chat(message, Text("1月20号"), now=now)
+    assert state.birth_date == dt.date(2023, 1, 20) and state.step == Step.QUOTED
+    assert "2023年1月20日 至 2023年12月31日" in replies[-1].html
+
+
+def test_a_question_mid_way_is_answered_then_the_question_asked_again() -> None:
+    state, replies = chat(Command("start"), Press("region:shangluo"), Text("在哪交？"))
+    assert state.step == Step.BIRTH and state.region == "shangluo"
+    assert "〔五（一）1〕" in replies[0].html  # 商洛市 五（一）1: 税务部门公开的缴费渠道
+    assert "出生日期" in replies[-1].html
+
+
+def test_faq_command_mid_way_comes_back_to_the_pending_question() -> None:
+    state, replies = chat(
+        Command("start"), Press("region:shangluo"), Command("faq"), Text("新生儿怎么参保")
+    )
+    assert state.step == Step.BIRTH and "出生日期" in replies[-1].html
+
+
+def test_corrections_change_one_answer_and_keep_the_others() -> None:
+    state, _ = chat(Text("商洛 低保户 1956年3月5日出生"), Text("不对，是1957年"))
+    assert state.birth_date == dt.date(1957, 1, 1) and state.categories == ["dibao"]
+    state, _ = chat(Text("商洛 1956年3月5日出生"), Text("我搞错了，是达拉特旗的"))
+    assert state.region == "dalate" and state.birth_date == dt.date(1956, 3, 5)
+
+
+def test_an_id_number_gives_the_birth_date_and_is_neither_kept_nor_echoed() -> None:
+    number = "610102195603051232"  # check digit 2 per GB 11643 (weights 7,9,10,5,8,4,2,1,6,3…)
+    state, replies = chat(Command("start"), Press("region:shangluo"), Text(number))
+    assert state.birth_date == dt.date(1956, 3, 5)
+    assert number not in state.model_dump_json() and number not in replies[-1].html
+    assert "没有保存" in replies[-1].html
+    state, replies = chat(Command("start"), Press("region:shangluo"), Text(number[:-1] + "7"))
+    assert state.birth_date is None and "校验位不对" in replies[-1].html
+    # With a question in the same message: answered, the number not echoed in "问：…".
+    state, replies = chat(Command("start"), Press("region:shangluo"), Text(f"{number} 在哪交"))
+    assert state.birth_date == dt.date(1956, 3, 5)
+    assert all(number not in r.html for r in replies) and "〔五（一）1〕" in replies[0].html
+
+
+def test_payment_before_the_notice_could_apply_is_explained() -> None:
+    # 商洛市 四: collection from 2023年9月; a payment in 2021 is before any loaded notice.
+    state, replies = chat(Text("商洛 低保户 1956年3月5日出生"), Text("2021年10月1日交"))
+    assert state.payment_date is None and "早于这个地区的通知开始收缴的日期" in replies[-1].html
+
+
+def test_traditional_and_english_reach_the_same_quote() -> None:
+    simplified = chat(Text("凤山街道 一档 1970年6月1日出生 低保户 明天交"))[0]
+    traditional = chat(Text("鳳山街道 一檔 1970年6月1日出生 低保戶 明天交"))[0]
+    english = chat(
+        Text("Fengshan, tier 1, born 1 June 1970, on minimum living allowance, paying tomorrow")
+    )[0]
+    for state in (simplified, traditional, english):
+        assert state.step == Step.QUOTED
+        assert (state.region, state.tier, state.categories) == ("fengshan", 1, ["dibao"])
+        assert state.birth_date == dt.date(1970, 6, 1) and state.payment_date == dt.date(
+            2023, 10, 19
+        )
+
+
+def test_typed_navigation_in_three_languages() -> None:
+    for back in ("返回", "上一步", "back", "返回上一個問題"):
+        state, _ = chat(Command("start"), Press("region:shangluo"), Text(back))
+        assert state.step == Step.REGION, back
+    for done in ("完成", "Done"):
+        state, _ = chat(Text("商洛 1956年3月5日出生"), Press("cat:dibao"), Text(done))
+        assert state.step == Step.PAYMENT and state.categories == ["dibao"], done
+
+
+def test_typo_place_and_parent_city_find_the_region_ambiguity_asks() -> None:
+    for typed, region in (
+        ("商落", "shangluo"),
+        ("通和县", "tonghe"),
+        ("洛南县", "shangluo"),
+        ("鄂尔多斯", "dalate"),
+        ("達拉特旗", "dalate"),
+    ):
+        state, _ = chat(Command("start"), Text(typed))
+        assert state.region == region, typed
+    state, replies = chat(Command("start"), Text("内蒙古"))
+    assert state.region is None
+    assert {b.data for row in replies[-1].buttons for b in row} == {
+        "region:dalate",
+        "region:wulateqianqi",
+    }
+    state, replies = chat(Command("start"), Text("北京"))
+    assert "没有找到“北京”" in replies[-1].html and "商洛市" in replies[-1].html
+
+
+def test_relative_payment_span_is_its_latest_day_said_so() -> None:
+    state, replies = chat(Text("商洛 低保户 1956年3月5日出生"), Text("下个月"))
+    assert state.payment_date == dt.date(2023, 11, 30)
+    assert "按其中最后一天" in replies[-1].html
+
+
+def test_how_much_first_starts_the_quote_and_a_question_waits_for_the_region() -> None:
+    state, replies = chat(Text("多少钱"))
+    assert state.step == Step.REGION and state.faq_question is None
+    state, replies = chat(Command("start"), Text("多少钱"))
+    assert state.step == Step.REGION and "算出您要交多少钱" in replies[-1].html
+    # 商洛市 五（一）1 answers where to pay once the (typed) region is known.
+    state, replies = chat(Command("start"), Text("在哪交？"), Text("商洛"))
+    assert "〔五（一）1〕" in replies[0].html and state.step == Step.BIRTH
+    assert "出生日期" in replies[-1].html and state.faq_question is None
