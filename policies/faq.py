@@ -814,10 +814,8 @@ def _fit(doc: _Doc, facts: Facts, window: str | None) -> float:
     if about is None:
         return 1.0
     fit = 1.0
-    asked = facts.intents - {"benefit"} or facts.intents
-    offered = about.intents - {"benefit"} or about.intents
-    if asked and offered:
-        fit *= 1.15 if asked & offered else 0.85
+    if facts.intents and about.intents:
+        fit *= 1.15 if facts.intents & about.intents else 0.85
     if facts.categories and about.categories:
         fit *= 1.2 if facts.categories & about.categories else 0.8
         if about.categories - facts.categories:  # the entry is about a combination
