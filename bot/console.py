@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import html
 import re
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from bot.service import ConversationService
+from conversations import timeline
 from conversations.i18n import DEFAULT, localizer
 from conversations.state import Button, Command, Event, Press, Reply, Text
 from policies.text import N_
 
 CONSOLE_CHAT = 0
+PICTURES = Path("data") / "pictures"  # beside the database, out of git
 _TAG = re.compile(r"</?(b|i|u|s|code|pre)>")
 _QUIT = {"/quit", "/exit", "quit", "exit", "退出"}
 
@@ -22,10 +26,16 @@ def plain(reply_html: str) -> str:
     return html.unescape(_TAG.sub("", reply_html))
 
 
-def show(replies: list[Reply], out: TextIO, hint: str = "") -> list[Button]:
+def show(
+    replies: list[Reply], out: TextIO, hint: str = "", pictures: Path = PICTURES
+) -> list[Button]:
     buttons: list[Button] = []
     for reply in replies:
         out.write(plain(reply.html) + "\n")
+        if reply.photo is not None:
+            saved = save_picture(reply.photo, pictures)
+            if saved is not None:
+                out.write(f"🖼 {saved}\n")
         for row in reply.buttons:
             cells = []
             for b in row:
@@ -37,6 +47,17 @@ def show(replies: list[Reply], out: TextIO, hint: str = "") -> list[Button]:
         out.write(hint + "\n")
     out.flush()
     return buttons
+
+
+def save_picture(spec: timeline.Timeline, directory: Path) -> Path | None:
+    """The picture a chat would show, as a PNG file; None where it cannot be drawn."""
+    png = timeline.render_png(spec)
+    if png is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"timeline-{dt.datetime.now():%Y%m%d-%H%M%S-%f}.png"
+    path.write_bytes(png)
+    return path.resolve()
 
 
 def to_event(line: str, buttons: list[Button]) -> Event:

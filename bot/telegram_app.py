@@ -19,6 +19,7 @@ from telegram import (
     ChatMember,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Update,
 )
 from telegram.constants import ParseMode
@@ -39,6 +40,7 @@ from bot.config import Settings
 from bot.delivery import DeliveryWorker, Pacer, split_html
 from bot.service import ConversationService
 from bot.storage import Store
+from conversations import timeline
 from conversations.broadcast import Progress, progress_text
 from conversations.context import Context
 from conversations.i18n import localizer, negotiate
@@ -131,6 +133,8 @@ async def send(
                 if "not modified" in str(err).lower():
                     continue
                 # The message is too old to edit: send a new one instead.
+        if reply.photo is not None and await _send_photo(context, chat_id, reply, keyboard):
+            continue
         chunks = split_html(reply.html)
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
@@ -141,6 +145,28 @@ async def send(
                     parse_mode=ParseMode.HTML,
                     reply_markup=keyboard if last else None,
                 )
+
+
+async def _send_photo(
+    context: ContextTypes.DEFAULT_TYPE,
+    chat_id: int,
+    reply: Reply,
+    keyboard: InlineKeyboardMarkup | None,
+) -> bool:
+    """The reply's picture with its text as caption; False where none can be drawn."""
+    assert reply.photo is not None
+    png = timeline.render_png(reply.photo)
+    if png is None:
+        return False
+    async with _lane(context, chat_id):
+        await context.bot.send_photo(
+            chat_id,
+            InputFile(png, filename="timeline.png"),
+            caption=reply.html,
+            parse_mode=ParseMode.HTML,
+            reply_markup=keyboard,
+        )
+    return True
 
 
 async def _handle(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -30,8 +31,27 @@ def environment(locale: str) -> Environment:
         terms=loc.terms,
         msg=loc.msg,
         clause=loc.clause,
+        clip=clip,
     )
     return env
+
+
+_SENTENCE_END = re.compile(r"[。；！？]")
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters of a passage, ending where a sentence ends, so a quote
+    is never cut inside a title or a figure; "…" marks what was left out."""
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) <= limit:
+        return text
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, limit)]
+    if ends and ends[-1] >= limit // 3:
+        return text[: ends[-1]] + "…"
+    cut = text[:limit]
+    if "“" in cut and "”" not in cut[cut.rindex("“") :]:
+        cut = cut[: cut.rindex("“")]  # not inside a quoted title
+    return cut.rstrip("，、；：（(“ ") + "…"
 
 
 def render(locale: str, name: str, **context: Any) -> str:

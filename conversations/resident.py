@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 from collections.abc import Callable
 from dataclasses import replace
 
-from conversations import broadcast
-from conversations.context import ASK, BACK, EDIT, RESTART, Context, Result
+from conversations import broadcast, quote_view
+from conversations.context import BACK, EDIT, RESTART, Context, Result
 from conversations.dates import with_year, without_id_numbers
+from conversations.faq_view import related
 from conversations.i18n import LANGUAGE_NAMES, LOCALES, negotiate
+from conversations.quote_view import applicant
 from conversations.render import render
 from conversations.state import (
     QUESTIONS,
@@ -34,9 +35,8 @@ from conversations.state import (
 from conversations.understanding import Understanding, match_categories, understand
 from policies.engine import quote
 from policies.faq import default_index
-from policies.lint import clause_spans
-from policies.models import Category, Notice, Tier
-from policies.quote import Applicant, ApplicantError, Quote
+from policies.models import Category, Tier
+from policies.quote import ApplicantError
 from policies.text import N_
 
 IDLE_LIMIT = dt.timedelta(minutes=30)  # after this, a returning resident is welcomed back
@@ -96,8 +96,13 @@ def _dispatch(state: State, event: Event, ctx: Context) -> Result:
             return _on_command(state, Command("faq"), ctx)
         if event.data == "edit" or event.data.startswith("edit:"):
             return _on_edit(state, event, ctx)
+        if event.data.startswith(quote_view.PREFIX) and quote_view.quoted(state, ctx):
+            return quote_view.on_press(state, event.data.removeprefix(quote_view.PREFIX), ctx)
         if not event.data.startswith(_BUTTONS.get(state.step, ("\0",))):
-            # A button from an earlier question (Telegram keeps old keyboards clickable).
+            # A button from an earlier question (Telegram keeps old keyboards clickable):
+            # one short line and the current question, never the whole quote again.
+            if state.step == Step.QUOTED:
+                return state, [quote_view.stale(ctx)]
             return state, [_ask(state, ctx, prefix=ctx.say("stale_button"))]
     if isinstance(event, Text) and state.step != Step.FAQ and event.text.strip():
         return _on_text(state, event.text, ctx)
@@ -642,11 +647,7 @@ def answer_question(question: str, region: str | None, state: State, ctx: Contex
     notice = next((n for n in ctx.library.notices if n.document.file == best.source), None)
     clause_text, table = None, None
     if ctx.staff and notice is not None and best.clause:
-        text = ctx.library.texts[notice.document.file]
-        spans = clause_spans(text, best.clause)
-        if spans:
-            lo, hi = spans[0]
-            clause_text = re.sub(r"\n\s*\n+", "\n", text[lo:hi].strip())[:1500]
+        clause_text = quote_view.clause_text(ctx, notice, best.clause)
         table = next((t for t in notice.tables if t.cite.clause == best.clause), None)
         if table is not None:
             clause_text = None  # the table says it better than the annex's raw layout
@@ -655,8 +656,8 @@ def answer_question(question: str, region: str | None, state: State, ctx: Contex
         "faq.html.j2",
         question=question,
         best=best,
-        others=[a for a in answers[1:] if a.kind in ("entry", "clause")],
-        document=_document(notice, ctx) if notice is not None else "",
+        others=related(best, answers[1:]),
+        document=quote_view.document_name(notice, ctx) if notice is not None else "",
         staff=ctx.staff,
         clause_text=clause_text,
         table=table,
@@ -668,17 +669,6 @@ def answer_question(question: str, region: str | None, state: State, ctx: Contex
 
 
 # -- the quote --------------------------------------------------------------------------
-
-
-def applicant(state: State) -> Applicant:
-    assert state.region and state.birth_date and state.payment_date
-    return Applicant(
-        region=state.region,
-        birth_date=state.birth_date,
-        payment_date=state.payment_date,
-        categories=frozenset(state.categories),
-        tier=state.tier,
-    )
 
 
 def _quote(state: State, ctx: Context) -> Result:
@@ -701,7 +691,7 @@ def _quote(state: State, ctx: Context) -> Result:
             )
         )
         return state, [Reply(html=f"{text}（{err.kind}）", buttons=[ctx.nav(EDIT, RESTART)])]
-    return state, [render_quote(q, state, ctx)]
+    return state, [quote_view.render_quote(q, state, ctx)]
 
 
 def _day_matters(state: State, step: Step, first: dt.date, last: dt.date, ctx: Context) -> bool:
@@ -717,62 +707,6 @@ def _day_matters(state: State, step: Step, first: dt.date, last: dt.date, ctx: C
         dates = (q.net_cost, q.benefit_start, q.benefit_end, tuple(n.text for n in q.notes))
         results.append((*figures, *dates))
     return results[0] != results[1]
-
-
-def render_quote(q: Quote, state: State, ctx: Context) -> Reply:
-    notice = _notice(ctx, q.notice)
-    subscribe = Button(
-        label=broadcast.say(ctx, "subscribe_label", region=ctx.loc.term(_region_name(ctx, state))),
-        data=f"sub:{q.region}",
-    )
-    buttons = [ctx.nav(EDIT, RESTART), [*ctx.nav(ASK), subscribe]]
-    if q.notice is None:
-        offer = ctx.gettext(N_("按{year}年度试算（{date}）"))
-        buttons = [
-            [Button(label=offer.format(year=n.benefit_year, date=ctx.loc.date(d)), data=f"pay:{d}")]
-            for n in ctx.library.for_region(q.region)
-            if (d := _sample_date(n, state.birth_date)) is not None
-        ] + buttons
-    names = [c.name for c in _categories(ctx, state) if c.id in state.categories]
-    tier = notice.tier(q.tier) if notice is not None and q.tier is not None else None
-    many = len(q.payers) > 1
-    payers = ctx.loc.terms(
-        [
-            ctx.loc.term(p.name) + (f" {ctx.loc.money(p.amount)}" if many and p.amount else "")
-            for p in q.payers
-        ]
-    )
-    html = render(
-        ctx.locale,
-        "quote.html.j2",
-        q=q,
-        payment_date=state.payment_date,
-        chosen=names,
-        tier_name=tier.name if tier else None,
-        payers=payers,
-        document=_document(notice, ctx) if notice else "",
-        clause={s.figure: s.source.clause for s in q.trace if s.source is not None},
-    )
-    return Reply(html=html, buttons=buttons)
-
-
-def _sample_date(notice: Notice, born: dt.date | None) -> dt.date | None:
-    """A payment date inside the notice's first window (and not before birth) to offer."""
-    window = notice.windows[0]
-    day = window.start or window.end
-    if born is not None and day < born:
-        day = born
-    return day if day <= notice.windows[-1].end else None
-
-
-def _document(notice: Notice, ctx: Context) -> str:
-    doc = notice.document
-    title, file = ctx.loc.term(doc.title), doc.file
-    if doc.number:
-        return ctx.gettext(N_("{title}（{number}），文件 {file}")).format(
-            title=title, number=doc.number, file=file
-        )
-    return ctx.gettext(N_("{title}，文件 {file}")).format(title=title, file=file)
 
 
 # -- lookups ----------------------------------------------------------------------------
@@ -794,10 +728,6 @@ def _tiers(ctx: Context, region: str) -> list[Tier]:
 def _region_name(ctx: Context, state: State) -> str:
     notice = ctx.library.latest(state.region or "")
     return notice.region.name if notice else ""
-
-
-def _notice(ctx: Context, notice_id: str | None) -> Notice | None:
-    return next((n for n in ctx.library.notices if n.id == notice_id), None)
 
 
 # The button prefixes each step answers to (QUOTED: the dates the "not covered" answer offers).

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conversations.timeline import Timeline
+
 
 class Step(StrEnum):
     IDLE = "idle"
@@ -155,6 +157,9 @@ class Reply(BaseModel):
     buttons: list[list[Button]] = []
     edit: bool = False  # replace the message whose button was pressed
     action: Action | None = None  # done by the service before the reply is shown
+    # A picture drawn by the adapter (Telegram: sendPhoto with ``html`` as caption; the
+    # console: a PNG file); where none can be drawn, ``html`` alone is shown.
+    photo: Timeline | None = None
 
 
 State.model_rebuild()

@@ -299,6 +299,7 @@ class _Quoter:
         self.days_old = (applicant.payment_date - applicant.birth_date).days
         self.trace: list[Step] = []
         self.notes: list[QuoteNote] = []
+        self.other_notes: list[QuoteNote] = []  # notes whose condition this applicant misses
         self.static = static = _static(notice)
         self.chosen = [static.categories[c][1] for c in applicant.categories]
         if len(self.chosen) > 1:  # notice order, so notes read the same whatever the input order
@@ -308,6 +309,9 @@ class _Quoter:
         return None if cite is None else _ref(self.n, cite)
 
     def note(self, note: Note) -> None:
+        if note.when is not None and not self.matches(note.when):
+            self.other_notes.append(_note(self.n, note))  # behind the "other notes" button
+            return
         self.notes.append(_note(self.n, note))
 
     def matches(self, cond: Condition) -> bool:
@@ -371,7 +375,7 @@ class _Quoter:
                     None,
                 )
             )
-        if allowed:
+        if allowed and pay_now != 0:  # nothing paid, nothing to refund
             for refund in n.refunds:
                 self.note(refund)
         if n.channels_note is not None:
@@ -400,6 +404,8 @@ class _Quoter:
                 note for when, note in static.registration if when is None or self.matches(when)
             ),
             notes=tuple(self.notes),
+            other_notes=tuple(self.other_notes),
+            waiting_months=rule.waiting_months if start is not None else None,
             trace=tuple(self.trace),
             alternatives=self.alternatives(rule),
             office=self.office() if eligible is None else None,

@@ -33,12 +33,28 @@ class Citation(Strict):
     quote: str = Field(min_length=2)
 
 
+class Condition(Strict):
+    """When a rule applies. All given parts must hold; an empty condition always holds."""
+
+    newborn: bool | None = Field(default=None, description="paid within newborn_days of birth")
+    born: Literal["benefit_year", "previous_year"] | None = None
+    born_within_days_of_year_end: int | None = Field(
+        default=None, description="fewer than N days from birth to 31 Dec of the birth year"
+    )
+    categories: list[Slug] | None = Field(default=None, description="any one of these")
+
+
 class Note(Strict):
-    """A statement for the resident; ``ask`` names the office to ask where it reports a gap."""
+    """A statement for the resident; ``ask`` names the office to ask where it reports a gap.
+
+    ``when`` limits it to the applicants it concerns (the clause it cites names them): the
+    others get it only behind the quote's "other notes" button.
+    """
 
     text: str = Field(min_length=1)
     cite: Citation | None = None
     ask: Slug | None = None
+    when: Condition | None = None
 
     @model_validator(mode="after")
     def _sourced(self) -> Note:
@@ -175,17 +191,6 @@ class Category(Strict):
     notes: list[Note] = []
 
 
-class Condition(Strict):
-    """When a rule applies. All given parts must hold; an empty condition always holds."""
-
-    newborn: bool | None = Field(default=None, description="paid within newborn_days of birth")
-    born: Literal["benefit_year", "previous_year"] | None = None
-    born_within_days_of_year_end: int | None = Field(
-        default=None, description="fewer than N days from birth to 31 Dec of the birth year"
-    )
-    categories: list[Slug] | None = Field(default=None, description="any one of these")
-
-
 BenefitStart = Literal[
     "benefit_year_start",  # 1 January of the benefit year
     "next_month_first",  # the first day of the month after payment
@@ -247,6 +252,9 @@ class Window(Strict):
     end: dt.date
     start_cite: Citation
     end_cite: Citation
+    end_stated: bool = Field(
+        default=True, description="false: the notice gives no end, `end` is our reading"
+    )
     notes: list[Note] = []
     rules: list[Rule] = Field(min_length=1)
 
@@ -258,6 +266,10 @@ class Window(Strict):
             raise ValueError(f"window {self.id}: earliest goes only with start: null")
         if self.rules[-1].when != Condition():
             raise ValueError(f"window {self.id}: the last rule must apply to everyone (no when)")
+        if not self.end_stated and not any(n.ask for n in self.notes):
+            raise ValueError(
+                f"window {self.id}: an end the notice does not state needs a note (ask)"
+            )
         return self
 
 

@@ -124,6 +124,8 @@ class Quote:
     channels: tuple[ChannelInfo, ...] = ()
     registration: tuple[QuoteNote, ...] = ()
     alternatives: tuple[AlternativeQuote, ...] = ()
+    other_notes: tuple[QuoteNote, ...] = ()  # notes whose `when` this applicant does not meet
+    waiting_months: int | None = None  # benefits begin this many months after payment
     office: str | None = None  # who to ask where the notice leaves the case undecided
 
     @property
@@ -146,6 +148,7 @@ class Quote:
             {"text": n.text, "source": n.source and asdict(n.source), "ask": n.ask}
             for n in self.notes
         ]
+        data["other_notes"] = [n.text for n in self.other_notes]
         data["registration"] = [
             {"text": r.text, "source": r.source and asdict(r.source)} for r in self.registration
         ]

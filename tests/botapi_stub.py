@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,7 +69,16 @@ STRING_FIELDS: frozenset[str] = frozenset(
 )
 
 #: sendMessage-like methods whose result is a Message and that appear in ``sent_messages``.
-MESSAGE_METHODS: frozenset[str] = frozenset({"sendMessage", "editMessageText"})
+MESSAGE_METHODS: frozenset[str] = frozenset({"sendMessage", "editMessageText", "sendPhoto"})
+
+# Telegram's limits for sendPhoto (core.telegram.org/bots/api#sendphoto): an uploaded photo
+# of at most 10 MB, width + height at most 10000, sides in a ratio of at most 20; a caption
+# of 0-1024 characters after entities parsing.
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+PHOTO_MAX_SIDES = 10000
+PHOTO_MAX_RATIO = 20
+CAPTION_MAX = 1024
+_PNG = b"\x89PNG\r\n\x1a\n"
 
 _TRUE_METHODS: frozenset[str] = frozenset(
     {
@@ -130,7 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
                 {"ok": False, "error_code": 400, "description": f"Bad Request: {exc}"},
             )
             return
-        status, payload = stub._handle(parts[1], params)
+        multipart = self.headers.get("Content-Type", "").lower().startswith("multipart/form-data")
+        status, payload = stub._handle(parts[1], params, multipart)
         self._reply(status, payload)
 
     def _reply(self, status: int, payload: JSONDict) -> None:
@@ -199,6 +211,27 @@ def _parse_multipart(content_type: str, body: bytes) -> JSONDict:
     return result
 
 
+def _photo_size(content: bytes) -> JSONDict:
+    """Width, height and size of an uploaded PNG, checked against Telegram's photo limits."""
+    if len(content) > PHOTO_MAX_BYTES:
+        raise _ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS (file too big)")
+    if not content.startswith(_PNG) or content[12:16] != b"IHDR":
+        raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
+    width, height = int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
+    if not width or not height or width + height > PHOTO_MAX_SIDES:
+        raise _ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+    if max(width, height) / min(width, height) > PHOTO_MAX_RATIO:
+        raise _ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+    return {"width": width, "height": height, "file_size": len(content)}
+
+
+def _caption_text(caption: str, parse_mode: Any) -> str:
+    """The caption as Telegram counts it: after its HTML entities are parsed."""
+    if str(parse_mode).upper() != "HTML":
+        return caption
+    return html.unescape(re.sub(r"<[^>]+>", "", caption))
+
+
 def _utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -228,6 +261,7 @@ class BotApiStub:
         self._next_callback_id = itertools.count(1)
         self._message_ids: dict[int | str, int] = {}
         self._messages: dict[tuple[int | str, int], JSONDict] = {}
+        self._photos: dict[str, JSONDict] = {}  # file_id -> width, height, file_size
         self._commands: dict[tuple[str, str], list[JSONDict]] = {}
         self._webhook_url = ""
         self._faults: list[JSONDict] = []
@@ -446,7 +480,8 @@ class BotApiStub:
         return None
 
     def sends_per_second(self) -> dict[int, int]:
-        """sendMessage attempts (failed ones included) per whole second since stub creation."""
+        """sendMessage and sendPhoto attempts (failed ones included) per whole second since
+        stub creation."""
         with self._lock:
             counts: dict[int, int] = {}
             for t in self._send_times:
@@ -473,14 +508,16 @@ class BotApiStub:
             "method": method,
             "chat_id": params.get("chat_id"),
             "message_id": self._result_ids.get(index, params.get("message_id")),
-            "text": params.get("text"),
+            "text": params.get("caption") if method == "sendPhoto" else params.get("text"),
+            "photo": params.get("photo") if method == "sendPhoto" else None,
             "reply_markup": params.get("reply_markup"),
             "parse_mode": params.get("parse_mode"),
         }
 
     def sent_messages(self, chat_id: int | str | None = None) -> list[JSONDict]:
         """Successful sendMessage/editMessageText calls, in order, as dicts with
-        index, method, chat_id, message_id, text, reply_markup, parse_mode."""
+        index, method, chat_id, message_id, text (a photo's caption), photo, reply_markup,
+        parse_mode."""
         with self._lock:
             out = []
             for index in range(len(self.calls)):
@@ -580,13 +617,15 @@ class BotApiStub:
 
     # ------------------------------------------------------------------ request handling
 
-    def _handle(self, method: str, params: JSONDict) -> tuple[int, JSONDict]:
+    def _handle(
+        self, method: str, params: JSONDict, multipart: bool = False
+    ) -> tuple[int, JSONDict]:
         with self._cond:
             index = len(self.calls)
             now = time.monotonic()
             self.calls.append((method, params))
             self.call_times.append(now)
-            if method == "sendMessage":
+            if method in ("sendMessage", "sendPhoto"):
                 self._send_times.append(now)
             fault = self._take_fault(method, params)
             if fault is not None:
@@ -604,7 +643,7 @@ class BotApiStub:
                 self._cond.notify_all()
                 return 200, {"ok": True, "result": self._get_updates(params)}
             try:
-                result = self._result_for(method, params)
+                result = self._result_for(method, params, multipart)
             except _ApiError as exc:
                 self._failed.add(index)
                 self._cond.notify_all()
@@ -631,11 +670,13 @@ class BotApiStub:
             self._cond.wait(remaining)
         return list(self._updates[:limit])
 
-    def _result_for(self, method: str, params: JSONDict) -> Any:
+    def _result_for(self, method: str, params: JSONDict, multipart: bool = False) -> Any:
         if method == "getMe":
             return self.bot_user
         if method == "sendMessage":
             return self._send_message(params)
+        if method == "sendPhoto":
+            return self._send_photo(params, multipart)
         if method in ("editMessageText", "editMessageReplyMarkup"):
             return self._edit_message(method, params)
         if method in ("setMyCommands", "getMyCommands", "deleteMyCommands"):
@@ -691,6 +732,37 @@ class BotApiStub:
             "date": int(time.time()),
             "text": str(params["text"]),
         }
+        self._echo_markup(message, params.get("reply_markup"))
+        self._messages[(chat_id, message["message_id"])] = message
+        return message
+
+    def _send_photo(self, params: JSONDict, multipart: bool) -> JSONDict:
+        chat_id = params.get("chat_id")
+        if not isinstance(chat_id, int | str):
+            raise _ApiError(400, "Bad Request: chat not found")
+        photo = params.get("photo")
+        if isinstance(photo, dict):
+            if not multipart:
+                raise _ApiError(400, "Bad Request: a file must be uploaded as multipart/form-data")
+            size = _photo_size(photo["content"])
+        elif isinstance(photo, str) and photo in self._photos:
+            size = self._photos[photo]
+        else:
+            raise _ApiError(400, "Bad Request: wrong remote file identifier specified")
+        caption = str(params.get("caption") or "")
+        if _utf16_len(_caption_text(caption, params.get("parse_mode"))) > CAPTION_MAX:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        file_id = f"photo-{len(self._photos) + 1}"
+        self._photos[file_id] = size
+        message: JSONDict = {
+            "message_id": self._new_message_id(chat_id),
+            "from": self.bot_user,
+            "chat": self._chat(chat_id),
+            "date": int(time.time()),
+            "photo": [{"file_id": file_id, "file_unique_id": file_id, **size}],
+        }
+        if caption:
+            message["caption"] = caption
         self._echo_markup(message, params.get("reply_markup"))
         self._messages[(chat_id, message["message_id"])] = message
         return message

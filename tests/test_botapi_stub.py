@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dtm
+import io
 import json
 import threading
 import time
@@ -14,11 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from botapi_stub import BotApiStub
+from PIL import Image
 from telegram import (
     Bot,
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     KeyboardButton,
     ReplyKeyboardMarkup,
     Update,
@@ -282,3 +285,47 @@ def test_multipart_and_form_decoding(stub: BotApiStub) -> None:
     assert doc["document"]["filename"] == "a.txt" and doc["document"]["content"] == b"hi"
     assert cmds == {"commands": [{"command": "x"}]}
     assert stub.unknown_methods == ["sendDocument"]
+
+
+def _png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_send_photo_upload_caption_and_keyboard(stub: BotApiStub, bot: Bot) -> None:
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton("a", callback_data="b")]])
+    sent = await bot.send_photo(
+        7,
+        InputFile(_png(300, 200), filename="t.png"),
+        caption="<b>时间轴</b>",
+        parse_mode="HTML",
+        reply_markup=markup,
+    )
+    assert sent.photo[-1].width == 300 and sent.photo[-1].height == 200
+    assert sent.caption == "<b>时间轴</b>" and sent.reply_markup == markup
+    (record,) = stub.sent_messages(7)
+    assert record["method"] == "sendPhoto" and record["text"] == "<b>时间轴</b>"
+    assert record["photo"]["filename"] == "t.png" and record["photo"]["size"] > 0
+    again = await bot.send_photo(7, sent.photo[-1].file_id)  # by file_id: no upload
+    assert again.photo[-1].width == 300
+
+
+async def test_send_photo_is_refused_outside_telegrams_limits(stub: BotApiStub, bot: Bot) -> None:
+    with pytest.raises(BadRequest, match="caption is too long"):
+        await bot.send_photo(7, InputFile(_png(10, 10), filename="t.png"), caption="字" * 1025)
+    with pytest.raises(BadRequest, match=r"(?i)photo_invalid_dimensions"):
+        await bot.send_photo(7, InputFile(_png(2100, 100), filename="t.png"))  # ratio 21
+    with pytest.raises(BadRequest, match=r"(?i)image_process_failed"):
+        await bot.send_photo(7, InputFile(b"not a picture", filename="t.png"))
+    with pytest.raises(BadRequest, match=r"(?i)wrong remote file identifier"):
+        await bot.send_photo(7, "no-such-file-id")
+    assert stub.sent_messages(7) == []
+
+
+def test_send_photo_upload_must_be_multipart(stub: BotApiStub) -> None:
+    url = f"{stub.base_url}{stub.token}/sendPhoto"
+    body = {"chat_id": 7, "photo": {"content": "x", "filename": "t.png"}}
+    with httpx.Client(trust_env=False) as client:
+        res = client.post(url, json=body)
+    assert res.status_code == 400 and "multipart" in res.json()["description"]

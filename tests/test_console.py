@@ -33,8 +33,8 @@ def test_console_without_token_gives_a_quote(tmp_path: Path) -> None:
     assert "未配置 BOT_TOKEN，以终端模式运行" in out
     assert "[3] 商洛市" in out
     # 商洛市 一（三） 380 元; 二（二） 低保对象 190 元; 四（一） benefits 2024.
-    assert "个人缴费标准：380元" in out and "现在需缴：190元" in out
-    assert "2024年1月1日 至 2024年12月31日" in out
+    assert "现在需缴：190元" in out and "已减去资助 190元" in out
+    assert "2024年1月1日起，至 2024年12月31日" in out
     assert "<b>" not in out  # HTML is turned into plain text for the terminal
 
 

@@ -40,12 +40,12 @@ def test_one_message_answers_every_question() -> None:
     assert state.step == Step.QUOTED and state.categories == ["dibao"]
     html = replies[-1].html
     assert "商洛市 · 1956年3月5日出生 · 低保对象" in html
-    assert "现在需缴：190元" in html and "2024年1月1日" in html
+    assert "现在需缴：<b>190元</b>" in html and "待遇：<b>2024年1月1日起</b>" in html
 
 
 def test_a_birth_year_is_enough_where_the_day_does_not_change_the_answer() -> None:
     state, replies = chat(Text("商洛 低保户 1956年出生"), Text("明天"))
-    assert state.step == Step.QUOTED and "现在需缴：190元" in replies[-1].html
+    assert state.step == Step.QUOTED and "现在需缴：<b>190元</b>" in replies[-1].html
 
 
 def test_a_newborn_month_asks_the_day_because_90_days_depend_on_it() -> None:
@@ -58,7 +58,7 @@ def test_a_newborn_month_asks_the_day_because_90_days_depend_on_it() -> None:
     assert state.step == Step.BIRTH and "具体哪一天出生会影响结果" in replies[-1].html
     state, replies = chat(message, Text("1月20号"), now=now)
     assert state.birth_date == dt.date(2023, 1, 20) and state.step == Step.QUOTED
-    assert "2023年1月20日 至 2023年12月31日" in replies[-1].html
+    assert "待遇：<b>2023年1月20日起</b>，至 2023年12月31日" in replies[-1].html
 
 
 def test_a_question_mid_way_is_answered_then_the_question_asked_again() -> None:
