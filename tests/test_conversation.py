@@ -218,8 +218,8 @@ def test_no_waiting_period_means_cover_from_the_payment_date() -> None:
     chat.press("cat:done")
     reply = chat.text("2023-05-16")
     # 二（三）: 动态调整的特困人员…不设置待遇等待期; 三（一）: 旗财政全额承担.
-    assert "2023年5月16日 至 2023年12月31日" in reply.html
-    assert "现在需缴：0元" in reply.html
+    assert "待遇：<b>2023年5月16日起</b>，至 2023年12月31日〔二（三）〕" in reply.html
+    assert "无需缴费" in reply.html
 
 
 def test_today_after_every_notice_offers_dates_inside_them() -> None:
