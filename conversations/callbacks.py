@@ -6,8 +6,9 @@ that fits, or None (the handlers then answer as for a button from an old keyboar
 
 Shapes (``name`` and ``name:value``): restart, back, faq, edit, edit:<question>,
 lang:<locale>, region:<id>, cat:<id>, tier:<number>, pay:today, pay:<YYYY-MM-DD>,
-faqregion:<id>, sub:<region>, qd:<detail of a quote>; staff: bc:t:<template>, bc:r:<region>, bc:l:<locale>,
-bc:send, bc:quit, bc:stop:<broadcast id>, rem:on:<region>, rem:off:<region>.
+faqregion:<id>, sub:<region>, qd:<detail of a quote>; staff: bc:t:<template>,
+bc:r:<region>, bc:l:<locale>, bc:send, bc:quit, bc:stop:<broadcast id>, rem:on:<region>,
+rem:off:<region>.
 """
 
 from __future__ import annotations

@@ -103,8 +103,10 @@ class AlternativeQuote:
 class Quote:
     region: str
     region_name: str
-    eligible: bool
-    determined: bool  # false where the notice is silent on this applicant and date
+    # None where the notice does not say whether this applicant may pay on this date
+    # (determined false): the resident is told so and the office to ask, never "no".
+    eligible: bool | None
+    determined: bool
     notes: tuple[QuoteNote, ...]
     trace: tuple[Step, ...]
     # None: no notice covers the payment date, or the figure is not stated.
@@ -127,6 +129,7 @@ class Quote:
     alternatives: tuple[AlternativeQuote, ...] = ()
     other_notes: tuple[QuoteNote, ...] = ()  # notes whose `when` this applicant does not meet
     waiting_months: int | None = None  # benefits begin this many months after payment
+    office: str | None = None  # who to ask where the notice leaves the case undecided
 
     @property
     def citations(self) -> tuple[SourceRef, ...]:
