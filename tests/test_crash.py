@@ -36,8 +36,10 @@ CHATS = 3
 # Seconds a resident waits for an answer once the kills are over: while they go on, a
 # step may be cut short again and again on a busy host, which is delay, not loss.
 PATIENCE = 60.0
-# dalate-2023 "城乡低保对象，集中参保期，先缴后补330元（旗民政局）".
-CASE = load_case("dalate-2023", "城乡低保对象，集中参保期，先缴后补330元（旗民政局）")
+# dalate-2023 "城乡低保对象，集中参保期，先缴后补330元（旗民政局、乡村振兴统筹发展中心）".
+CASE = load_case(
+    "dalate-2023", "城乡低保对象，集中参保期，先缴后补330元（旗民政局、乡村振兴统筹发展中心）"
+)
 CHOSEN = "已选：" + "、".join(category_names("dalate-2023", ["dibao"]))
 BOTH = "已选：" + "、".join(category_names("dalate-2023", ["dibao", "tekun"]))
 # (press or type, what, how the expected reply ends or what it contains)
