@@ -32,7 +32,12 @@ from conversations.state import (
     Step,
     Text,
 )
-from conversations.understanding import Understanding, match_categories, understand
+from conversations.understanding import (
+    Understanding,
+    match_categories,
+    region_guesses,
+    understand,
+)
 from policies.engine import quote
 from policies.faq import default_index
 from policies.models import Category, Tier
@@ -364,6 +369,8 @@ def _on_text(state: State, text: str, ctx: Context) -> Result:
     u = understand(text, step=state.step, region=state.region, library=ctx.library, today=ctx.today)
     if u.nav is not None:
         return _navigate(state, u, ctx)
+    if u.question and not u.quote_intent and state.step in (Step.IDLE, Step.QUOTED):
+        return _on_faq(state, Text(text), ctx)  # a question outside the quote's questions
     if u.answers or u.bad_id or u.bad_date:
         return _take_answers(state, u, text, ctx)
     if u.question:
@@ -430,7 +437,7 @@ def _apply(
     state: State, u: Understanding, text: str, ctx: Context, notes: list[str]
 ) -> Reply | None:
     """Fills the state from the answers; a reply when one of them needs asking again."""
-    if len(u.regions) == 1:
+    if len(u.regions) == 1 and not u.region_unsure:
         _set_region(state, u.regions[0], ctx)
         if u.region_typo:
             notes.append(ctx.say("region_guessed", region=_region_name(ctx, state)))
@@ -454,7 +461,7 @@ def _apply(
     problem = _take_birth(state, u, ctx) or _take_payment(state, u, ctx, notes)
     if problem is not None:
         return problem
-    if len(u.regions) > 1:  # "内蒙古": which of the notices there?
+    if len(u.regions) > 1 or u.region_unsure:  # "内蒙古", "商落…": which notice, then?
         return _choose_region(state, u.regions, ctx)
     if u.category_choices and not u.categories and state.region:
         state.step = Step.CATEGORIES
@@ -535,13 +542,15 @@ def _earliest_payment(ctx: Context, region: str | None) -> dt.date | None:
 
 
 def _choose_region(state: State, regions: tuple[str, ...], ctx: Context) -> Reply:
+    """Several regions fit: those as buttons; one guess: it first, then the others."""
     state.step = Step.REGION
+    notices = sorted(ctx.library.regions(), key=lambda n: n.region.id not in regions)
+    if len(regions) > 1:
+        notices = [n for n in notices if n.region.id in regions]
     rows = [
-        [Button(label=ctx.loc.term(n.region.name), data=f"region:{n.region.id}")]
-        for n in ctx.library.regions()
-        if n.region.id in regions
+        [Button(label=ctx.loc.term(n.region.name), data=f"region:{n.region.id}")] for n in notices
     ]
-    names = [ctx.loc.term(n.region.name) for n in ctx.library.regions() if n.region.id in regions]
+    names = [ctx.loc.term(n.region.name) for n in notices if n.region.id in regions]
     return Reply(html=ctx.say("which_region", names=names), buttons=rows)
 
 
@@ -620,8 +629,9 @@ def _on_faq(state: State, event: Event, ctx: Context) -> Result:
     question = event.text.strip()
     named = ctx.library.regions_in(question)
     region = named[0] if len(named) == 1 else None
-    if not named:
-        region = state.faq_region or state.region
+    if not named:  # a guess ("商落…") is asked about, never answered for
+        named = region_guesses(question, ctx.library)
+        region = None if named else state.faq_region or state.region
     if region is None:
         first = index.search(question)[0]
         if first.kind != "out_of_scope":  # which region's notice answers it? ask
