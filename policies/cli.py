@@ -11,11 +11,12 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from policies.engine import quote
-from policies.lint import lint_all
-from policies.loader import Library, default_library
+from policies.lint import lint_all, report
+from policies.loader import NOTICES_DIR, Library, default_library, notice_files
 from policies.quote import Applicant, ApplicantError, Quote
 
 
@@ -60,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--region")
     f.add_argument("--limit", type=int, default=3)
     f.add_argument("--json", action="store_true")
-    sub.add_parser("lint", help="校验全部通知数据文件")
+    lint = sub.add_parser("lint", help="校验全部通知数据文件")
+    lint.add_argument("directories", nargs="*", type=Path, help="通知目录（默认 policies/notices）")
     return p
 
 
@@ -178,8 +180,13 @@ def _faq(lib: Library, args: argparse.Namespace) -> int:
     return 0
 
 
-def _lint() -> int:
-    problems = lint_all()
+def _lint(directories: list[Path]) -> int:
+    problems = []
+    for directory in directories or [NOTICES_DIR]:
+        problems += lint_all(directory)
+        for path in notice_files(directory):
+            if not any(p.file == path.name and p.where == "load" for p in problems):
+                print(report(path))
     for problem in problems:
         print(problem)
     if problems:
@@ -193,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command == "lint":
-            return _lint()
+            return _lint(args.directories)
         lib = default_library()
         if args.command == "regions":
             return _regions(lib, args.json)
