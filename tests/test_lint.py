@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from notice_dirs import DATA_DIR, data_notice_dirs
 
 from policies.lint import clause_spans, lint_all
-from notice_dirs import DATA_DIR, data_notice_dirs
 from policies.loader import NOTICES_DIR
 
 Mutation = Callable[[dict], None]  # type: ignore[type-arg]

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from notice_dirs import applicant, case_files, library, load_cases, notice_for
+
 from policies.engine import quote
 from policies.faq import FaqIndex
 from policies.quote import ApplicantError, Quote
