@@ -250,7 +250,8 @@ def _ask_region(state: State, ctx: Context) -> Reply:
         for n in ctx.library.regions()
     ]
     rows = [regions[i : i + 2] for i in range(0, len(regions), 2)]
-    return Reply(html=ctx.say("ask_region"), buttons=rows)
+    example = ctx.library.regions()[0].region.name  # whichever notices are loaded
+    return Reply(html=ctx.say("ask_region", example=example), buttons=rows)
 
 
 def _ask_birth(state: State, ctx: Context) -> Reply:

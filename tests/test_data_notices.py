@@ -12,12 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from notice_dirs import DATA_DIR, case_files, category_ids, library, load_cases, notice_for
 
 from conversations.context import Context
 from conversations.coverage import years_without_cover
 from conversations.resident import handle
 from conversations.state import Command, Event, Press, Reply, State, Text
-from notice_dirs import DATA_DIR, case_files, category_ids, library, load_cases, notice_for
 from policies.i18n_extract import extract_notices
 from policies.loader import NOTICES_DIR, notice_files
 
