@@ -12,14 +12,24 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from notice_dirs import DATA_DIR, case_files, category_ids, library, load_cases, notice_for
+from notice_dirs import (
+    DATA_DIR,
+    case_files,
+    category_ids,
+    data_notice_dirs,
+    library,
+    load_cases,
+    notice_for,
+)
 
+from conversations import announcements
 from conversations.context import Context
 from conversations.coverage import years_without_cover
 from conversations.resident import handle
 from conversations.state import Command, Event, Press, Reply, State, Text
 from policies.i18n_extract import extract_notices
 from policies.loader import NOTICES_DIR, notice_files
+from policies.models import Notice
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 CLIENT = {"zh_Hans": "zh-hans", "zh_Hant": "zh-hant", "en": "en"}
@@ -193,3 +203,31 @@ def test_what_you_get_lists_benefit_levels_with_their_clauses() -> None:
     assert "普通门诊统筹" in shown and "400元" in shown and "〔五（一）〕" in shown  # 五（一）
     assert "起付线：6,000元" in shown  # 五（二）: 12000, 低保对象 50 % lower
     assert "300,000元" in shown and "〔五（三）〕" in shown and "〔五（四）〕" in shown
+
+
+def _data_notices() -> list[Any]:
+    return [
+        pytest.param(notice, id=notice.id)
+        for directory in data_notice_dirs()
+        for notice in library(directory).notices
+    ]
+
+
+@pytest.mark.parametrize("notice", _data_notices())
+def test_every_announcement_a_data_notice_supports_renders(notice: Notice) -> None:
+    supported = announcements.supported(notice)
+    assert "collection_opens" in supported
+    for template in supported:
+        for locale in CLIENT:
+            html = announcements.render(template, notice, locale)
+            assert notice.benefit_year and str(notice.benefit_year) in html, (template, locale)
+
+
+def test_age_group_fees_and_percentages_in_the_announcements() -> None:
+    (notice,) = library(EXAMPLE).notices
+    opens = announcements.render("collection_opens", notice, "zh_Hans")
+    # 一（一）（二）: ages on 1 January 2027; 400, 420, 360.
+    assert "2027年1月1日" in opens and "学生儿童：400元" in opens and "老年居民：360元" in opens
+    groups = announcements.render("subsidy_groups", notice, "zh_Hans")
+    # 二（三）: 50 % of the group's fee.
+    assert "学生儿童 200元，劳动年龄内居民 210元，老年居民 180元" in groups
