@@ -27,6 +27,7 @@ from conversations.context import Context
 from conversations.coverage import years_without_cover
 from conversations.resident import handle
 from conversations.state import Command, Event, Press, Reply, State, Text
+from policies.faq import FaqIndex
 from policies.i18n_extract import extract_notices
 from policies.loader import NOTICES_DIR, notice_files
 from policies.models import Notice
@@ -231,3 +232,10 @@ def test_age_group_fees_and_percentages_in_the_announcements() -> None:
     groups = announcements.render("subsidy_groups", notice, "zh_Hans")
     # 二（三）: 50 % of the group's fee.
     assert "学生儿童 200元，劳动年龄内居民 210元，老年居民 180元" in groups
+
+
+def test_a_notice_without_faq_entries_answers_from_its_clauses() -> None:
+    index = FaqIndex(library(EXAMPLE), EXAMPLE)
+    best = index.search("低保对象资助多少钱", "yangli")[0]
+    assert best.kind == "clause" and best.clause.startswith("二")  # 二（二）: 300元
+    assert "300元" in best.message.zh()
