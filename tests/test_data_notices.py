@@ -30,6 +30,7 @@ from conversations.state import Command, Event, Press, Reply, State, Text
 from policies.faq import FaqIndex
 from policies.i18n_extract import extract_notices
 from policies.loader import NOTICES_DIR, notice_files
+from policies import models
 from policies.models import Notice
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -239,3 +240,16 @@ def test_a_notice_without_faq_entries_answers_from_its_clauses() -> None:
     best = index.search("低保对象资助多少钱", "yangli")[0]
     assert best.kind == "clause" and best.clause.startswith("二")  # 二（二）: 300元
     assert "300元" in best.message.zh()
+
+
+def test_readme_schema_reference_names_every_field() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    reference = readme.split("### Schema reference")[1].split("### Worked example")[0]
+    missing = [
+        f"{cls.__name__}.{field}"
+        for cls in vars(models).values()
+        if isinstance(cls, type) and issubclass(cls, models.Strict) and cls is not models.Strict
+        for field in cls.model_fields
+        if f"`{field}`" not in reference and f"{field}:" not in reference
+    ]
+    assert not missing, missing
