@@ -43,3 +43,19 @@ def test_console_flag_and_bad_input(tmp_path: Path) -> None:
     assert "未配置 BOT_TOKEN" not in out
     assert "没有找到“北京”" in out and "这一天不存在" in out
     assert "您属于下列哪些人群" in out  # went on after the corrected date
+
+
+def test_console_understands_a_resident_typing_freely(tmp_path: Path) -> None:
+    # The console drives the same understanding: one message → the quote; a question at
+    # the birth step → its answer, then the birth question again; Traditional input.
+    out = run_console(
+        tmp_path,
+        ["商落", "在哪交？", "五六年三月五号", "低保戶", "2023年11月20號", "/quit"],
+    )
+    # 商洛市 五（一）1 (where to pay); 一（三） 380 元, 二（二） 低保对象 190 元; 四（一） 2024.
+    assert "按“商洛市”理解" in out and "〔五（一）1〕" in out
+    assert "✅ 1956年3月5日出生" in out and "✅ 低保对象" in out
+    assert "现在需缴：190元" in out and "2024年1月1日起" in out
+    out = run_console(tmp_path, ["商洛 低保户 1956年3月5日出生 2023年11月20日交", "/quit"])
+    assert "✅ 商洛市 · 1956年3月5日出生 · 低保对象 · 2023年11月20日缴费" in out
+    assert "现在需缴：190元" in out
