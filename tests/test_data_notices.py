@@ -27,10 +27,10 @@ from conversations.context import Context
 from conversations.coverage import years_without_cover
 from conversations.resident import handle
 from conversations.state import Command, Event, Press, Reply, State, Text
+from policies import models
 from policies.faq import FaqIndex
 from policies.i18n_extract import extract_notices
 from policies.loader import NOTICES_DIR, notice_files
-from policies import models
 from policies.models import Notice
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
