@@ -87,11 +87,12 @@ def _check(q: Quote, expect: dict[str, Any]) -> list[str]:
 
 
 def _silent(directory: Path, region: str, case: dict[str, Any]) -> list[str]:
-    """The notice does not answer the question: the FAQ says so, or points to a clause the
-    case names (the place where the notice defers: 另行通知, 按现行规定执行)."""
+    """The notice does not answer the question: the FAQ says so, or answers from a clause
+    the case names (where the notice defers: 另行通知, 按现行规定执行), by an FAQ entry
+    citing it or by the clause itself."""
     answer = FaqIndex(library(directory), directory).search(case["input"]["question"], region)[0]
     clauses = str(case.get("reference", "")).split("；")
-    if answer.kind == "none" or (answer.kind != "entry" and answer.clause in clauses):
+    if answer.kind == "none" or answer.clause in clauses:
         return []
     return [f"silent: the FAQ answers {answer.kind} {answer.clause}: {answer.message.zh()}"]
 
