@@ -694,7 +694,10 @@ def _on_faq(state: State, event: Event, ctx: Context) -> Result:
         return state, [Reply(html=ctx.say("ask_question"), buttons=[ctx.nav(RESTART)])]
     index = default_index()
     question = event.text.strip()
-    region = ctx.library.region_in(question) or state.faq_region or state.region
+    named = ctx.library.regions_in(question)
+    region = named[0] if len(named) == 1 else None
+    if not named:
+        region = state.faq_region or state.region
     if region is None:
         first = index.search(question)[0]
         if first.kind != "out_of_scope":  # which region's notice answers it? ask
@@ -702,6 +705,7 @@ def _on_faq(state: State, event: Event, ctx: Context) -> Result:
             rows = [
                 [Button(label=ctx.loc.term(n.region.name), data=f"faqregion:{n.region.id}")]
                 for n in ctx.library.regions()
+                if not named or n.region.id in named  # unsure between a few: those
             ]
             return state, [Reply(html=ctx.say("ask_faq_region"), buttons=rows)]
     state.faq_region = region

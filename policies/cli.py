@@ -117,7 +117,10 @@ def render_text(q: Quote) -> str:
     if q.notice is None:
         lines.extend(f"· {n.text}" for n in q.notes)
         return "\n".join(lines)
-    status = "可以参保缴费" if q.eligible else ("通知未作规定" if not q.determined else "不能参保")
+    if q.eligible is None:  # undecided is never "不能参保"
+        status = f"通知没有写明能否参保缴费，请向{q.office or '当地医保经办机构'}咨询"
+    else:
+        status = "可以参保缴费" if q.eligible else "不能参保"
     lines.append(f"结论：{status}")
     lines.append(f"个人缴费标准：{_money(q.fee)}")
     payers = "、".join(p.name + (f"{p.amount}元" if p.amount is not None else "") for p in q.payers)

@@ -173,11 +173,33 @@ def _raise_msg(by: str, after: int, amount: int, most: int | None) -> Msg:
     return Msg(text, values)
 
 
+def window_start(window: Window) -> dt.date | None:
+    """The first payment date a window takes; for 即日起, the earliest the text supports."""
+    if window.start is not None:
+        return window.start
+    return window.earliest.date if window.earliest is not None else None
+
+
 def find_window(notices: Iterable[Notice], day: dt.date) -> tuple[Notice, Window] | None:
     for notice in notices:
         for window in notice.windows:
-            if (window.start is None or window.start <= day) and day <= window.end:
+            start = window_start(window)
+            if (start is None or start <= day) and day <= window.end:
                 return notice, window
+    return None
+
+
+def newborn_carryover(notices: Iterable[Notice], applicant: Applicant) -> Notice | None:
+    """The notice whose newborn clause still covers a baby of its year registered after
+    its last window (不受集中缴费期限制), within the newborn days."""
+    for notice in notices:
+        if (
+            notice.newborn_beyond_windows is not None
+            and applicant.birth_date.year == notice.benefit_year
+            and applicant.payment_date > notice.windows[-1].end
+            and (applicant.payment_date - applicant.birth_date).days <= notice.newborn_days.amount
+        ):
+            return notice
     return None
 
 
@@ -195,13 +217,16 @@ def quote(library: Library, applicant: Applicant) -> Quote:
             "出生日期须不晚于缴费日期",
         )
     found = find_window(notices, applicant.payment_date)
+    carried = newborn_carryover(notices, applicant) if found is None else None
+    if carried is not None:
+        found = carried, carried.windows[-1]
     _check_categories(notices if found is None else (found[0],), applicant)
     if found is None:
         _check_tier_any(notices, applicant)
         return _not_covered(notices, applicant)
     notice, window = found
     _check_tier(notice, applicant)
-    return _Quoter(notice, window, applicant).run()
+    return _Quoter(notice, window, applicant, carried is not None).run()
 
 
 def _check_categories(notices: Iterable[Notice], applicant: Applicant) -> None:
@@ -298,10 +323,13 @@ def _subsidy_rank(pair: tuple[Category, int | None]) -> tuple[int, bool]:
 class _Quoter:
     """One quote's working state; split into steps so each reads beside its rule."""
 
-    def __init__(self, notice: Notice, window: Window, applicant: Applicant) -> None:
+    def __init__(
+        self, notice: Notice, window: Window, applicant: Applicant, carried: bool = False
+    ) -> None:
         self.n = notice
         self.w = window
         self.a = applicant
+        self.carried = carried  # a newborn registered after the last window (不受…限制)
         self.days_old = (applicant.payment_date - applicant.birth_date).days
         self.trace: list[Step] = []
         self.notes: list[QuoteNote] = []
@@ -345,23 +373,35 @@ class _Quoter:
         n, w, a = self.n, self.w, self.a
         rule = next(r for r in w.rules if self.matches(r.when))
         static = self.static
-        self.trace.append(static.window_steps[w.id])
+        if self.carried:
+            self.trace.append(
+                Step(
+                    "window",
+                    f"{n.document.title}：{n.benefit_year}年出生的新生儿出生后"
+                    f"{n.newborn_days.amount}天内参保登记，不受集中缴费期限制",
+                    self.ref(n.newborn_beyond_windows),
+                )
+            )
+        else:
+            self.trace.append(static.window_steps[w.id])
         for wn in w.notes:
             self.note(wn)
         standard = self.standard_fee()
         fee = self.fee(rule, standard)
         subsidy, mode, payers, subsidy_cat = self.subsidy(rule, standard, fee)
-        eligible = rule.enroll == "allowed"
-        start, end = self.benefit(rule) if eligible else (None, None)
-        if eligible and rule.benefit_start != "unspecified" and start is None:
-            eligible = False
+        allowed = rule.enroll == "allowed"
+        start, end = self.benefit(rule) if allowed else (None, None)
+        if allowed and rule.benefit_start != "unspecified" and start is None:
+            allowed = False
+        # Undecided is not "no": the notice does not say whether this applicant may pay.
+        eligible = None if rule.enroll == "unknown" else allowed
         for rn in rule.notes:
             self.note(rn)
         for cat in self.chosen:
             for cn in cat.notes:
                 self.note(cn)
         pay_now = net = None
-        if eligible and fee is not None and subsidy is not None:
+        if allowed and fee is not None and subsidy is not None:
             net = fee - subsidy
             pay_now = fee if mode == "reimbursed" else net
             self.trace.append(
@@ -376,7 +416,7 @@ class _Quoter:
                     None,
                 )
             )
-        if eligible and pay_now != 0:  # nothing paid, nothing to refund
+        if allowed and pay_now != 0:  # nothing paid, nothing to refund
             for refund in n.refunds:
                 self.note(refund)
         if n.channels_note is not None:
@@ -409,18 +449,19 @@ class _Quoter:
             ),
             notes=tuple(self.notes),
             other_notes=tuple(self.other_notes),
-            waiting_months=self.waiting_months(rule, eligible, start),
+            waiting_months=self.waiting_months(rule, allowed, start),
             trace=tuple(self.trace),
             alternatives=self.alternatives(rule),
             age_group=self.group.name if self.group else None,
             benefits=tuple(self.benefit_line(b) for b in n.benefits),
             needs_years_without_cover=self.without_cover_unknown,
+            office=self.office() if eligible is None else None,
         )
 
-    def waiting_months(self, rule: Rule, eligible: bool, start: dt.date | None) -> int | None:
+    def waiting_months(self, rule: Rule, allowed: bool, start: dt.date | None) -> int | None:
         if rule.waiting is not None:  # also when it runs past the year (why one cannot enrol)
             return rule.waiting.months_for(self.a.years_without_cover or 0)
-        return 0 if eligible and start is not None else None
+        return 0 if allowed and start is not None else None
 
     def age_group(self) -> AgeGroup | None:
         """The fee group: by category first (在校学生 whatever their age), else by full years
@@ -459,6 +500,14 @@ class _Quoter:
         return BenefitLine(
             b.id, b.name, b.summary, deductible, cap, _ref(self.n, b.cite), tuple(notes)
         )
+
+    def office(self) -> str | None:
+        """The office the undecided rule's note names, else the notice's office to ask."""
+        named = next((note.ask for note in self.notes if note.ask), None)
+        if named is not None:
+            return named
+        office = self.n.office(self.n.ask_office)
+        return office.name if office else None
 
     def standard_fee(self) -> int:
         if self.n.fee is not None:
@@ -606,6 +655,7 @@ class _Quoter:
         elif kind == "from_birth":
             start, text = a.birth_date, "新生儿待遇自出生之日起"
         elif kind == "from_payment":
+            # Also "不设（置）待遇等待期": with no waiting period, cover begins on payment.
             start, text = a.payment_date, "待遇自缴费之日起"
         elif kind == "after_waiting":
             start, text = self.after_waiting(rule)

@@ -320,6 +320,11 @@ class Window(Strict):
     id: Slug
     name: str
     start: dt.date | None = Field(description="null: from the notice's issue (即日起)")
+    earliest: DatedValue | None = Field(
+        default=None,
+        description="with start null: the earliest payment date the text supports (即日起 has"
+        " a beginning even where the notice gives no issue date)",
+    )
     end: dt.date
     start_cite: Citation
     end_cite: Citation
@@ -333,6 +338,8 @@ class Window(Strict):
     def _well_formed(self) -> Window:
         if self.start is not None and self.end < self.start:
             raise ValueError(f"window {self.id} ends before it starts")
+        if self.start is not None and self.earliest is not None:
+            raise ValueError(f"window {self.id}: earliest goes only with start: null")
         if self.rules[-1].when != Condition():
             raise ValueError(f"window {self.id}: the last rule must apply to everyone (no when)")
         if not self.end_stated and not any(n.ask for n in self.notes):
@@ -471,6 +478,11 @@ class Notice(Strict):
     offices: list[Office] = Field(min_length=1)
     ask_office: Slug = Field(description="the office to ask when the notice is silent")
     benefits: list[Benefit] = []
+    newborn_beyond_windows: Citation | None = Field(
+        default=None,
+        description="newborns of the benefit year may register within newborn_days of birth"
+        " even after the last window (达拉特旗 三（三）: 不受集中缴费期限制)",
+    )
     facts: list[Fact] = []
     tables: list[Table] = []
 
@@ -485,7 +497,9 @@ class Notice(Strict):
 
     @property
     def window_span(self) -> tuple[dt.date | None, dt.date]:
-        return self.windows[0].start, self.windows[-1].end
+        first = self.windows[0]
+        start = first.start or (first.earliest.date if first.earliest else None)
+        return start, self.windows[-1].end
 
     def category(self, category_id: str) -> Category | None:
         return next((c for c in self.categories if c.id == category_id), None)

@@ -117,8 +117,10 @@ class BenefitLine:
 class Quote:
     region: str
     region_name: str
-    eligible: bool
-    determined: bool  # false where the notice is silent on this applicant and date
+    # None where the notice does not say whether this applicant may pay on this date
+    # (determined false): the resident is told so and the office to ask, never "no".
+    eligible: bool | None
+    determined: bool
     notes: tuple[QuoteNote, ...]
     trace: tuple[Step, ...]
     # None: no notice covers the payment date, or the figure is not stated.
@@ -146,6 +148,7 @@ class Quote:
     benefits: tuple[BenefitLine, ...] = ()
     # The outcome depends on years without coverage and the applicant has not said them.
     needs_years_without_cover: bool = False
+    office: str | None = None  # who to ask where the notice leaves the case undecided
 
     @property
     def citations(self) -> tuple[SourceRef, ...]:

@@ -205,3 +205,17 @@ def test_module_entry_point_runs() -> None:
     assert (
         proc.returncode == 2 and proc.stderr.startswith("错误：") and "Traceback" not in proc.stderr
     )
+
+
+def test_undecided_is_null_not_false(capsys: pytest.CaptureFixture[str]) -> None:
+    # 通河县 三: only newborns are provided for after 2022-12-31; adults are not named.
+    q = quote_json(
+        capsys, "--region", "tonghe", "--birth-date", "1970-01-01", "--date", "2023-03-03"
+    )
+    assert q["eligible"] is None and q["determined"] is False
+    assert q["office"] == "县医疗保障局" and q["pay_now"] is None
+    code, out, _ = run(
+        capsys, "quote", "--region", "tonghe", "--birth-date", "1970-01-01", "--date", "2023-03-03"
+    )
+    assert code == 0 and "通知没有写明能否参保缴费，请向县医疗保障局咨询" in out
+    assert "不能参保" not in out

@@ -203,6 +203,25 @@ def test_quote_dalate_pay_first_then_reimbursed() -> None:
     assert "实际负担 50元" in text
 
 
+def test_undecided_says_the_notice_does_not_say_and_names_the_office() -> None:
+    chat = at_categories()
+    chat.press("cat:none")
+    reply = chat.text("2023-12-25")
+    # 四: 集中缴费期 to 12月20日, 补缴期 from 2024年1月1日; 21–31 Dec is not named.
+    assert "通知没有写明这种情况能否参保缴费，请向税务部门咨询" in reply.html
+    assert "不能参保" not in reply.html
+
+
+def test_no_waiting_period_means_cover_from_the_payment_date() -> None:
+    chat = at_categories("dalate", "1960-03-01")
+    chat.press("cat:tekun")
+    chat.press("cat:done")
+    reply = chat.text("2023-05-16")
+    # 二（三）: 动态调整的特困人员…不设置待遇等待期; 三（一）: 旗财政全额承担.
+    assert "待遇：<b>2023年5月16日起</b>，至 2023年12月31日〔二（三）〕" in reply.html
+    assert "无需缴费" in reply.html
+
+
 def test_today_after_every_notice_offers_dates_inside_them() -> None:
     chat = at_categories()
     chat.press("cat:none")

@@ -515,8 +515,10 @@ def test_bad_birth_dates_are_asked_again(harness: Harness, bot: BotProcess) -> N
 
 
 def test_resume_after_kill(harness: Harness, bot: BotProcess) -> None:
-    # Case: dalate-2023 "城乡低保对象，集中参保期，先缴后补330元（旗民政局）".
-    case = load_case("dalate-2023", "城乡低保对象，集中参保期，先缴后补330元（旗民政局）")
+    # Case: dalate-2023 "城乡低保对象，集中参保期，先缴后补330元（旗民政局、乡村振兴统筹发展中心）".
+    case = load_case(
+        "dalate-2023", "城乡低保对象，集中参保期，先缴后补330元（旗民政局、乡村振兴统筹发展中心）"
+    )
     given = case["input"]
     chat = Chat(harness.stub)
     start_chat(chat)

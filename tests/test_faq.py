@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from faq_evaluation import evaluate, load_questions
+from faq_evaluation import EVAL_FILE_V2, evaluate, load_questions
 
 from conversations.context import Context
 from conversations.resident import handle
 from conversations.state import Command, Press, State, Step, Text
 from policies.cli import main
-from policies.faq import default_index, expand, load_entries
+from policies.faq import FaqIndex, default_index, expand, load_entries
 from policies.loader import default_library
 
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -33,7 +34,77 @@ def test_labelled_set_is_large_enough() -> None:
 def test_retrieval_meets_its_goals() -> None:
     score = evaluate(default_index())
     assert score.top1_rate >= 0.90, "\n".join(score.misses)
-    assert score.recognised_rate >= 0.90, "\n".join(score.misses)
+    assert score.recognised_rate >= 0.95, "\n".join(score.misses)
+
+
+def test_independent_set_meets_its_goals() -> None:
+    """tests/faq_eval_v2.yaml: written from the notices and the issue alone."""
+    questions = load_questions(EVAL_FILE_V2)
+    langs = {q["lang"] for q in questions}
+    assert len(questions) >= 200 and {"en", "zh_Hant"} <= langs
+    score = evaluate(default_index(), questions)
+    misses = "\n".join(score.misses)
+    assert score.top1_rate >= 0.95, misses  # a right clause, and the amount where given
+    assert score.recognised_rate >= 0.95, misses
+    assert score.lang_rate("en", "zh_Hant") >= 0.90, misses
+    assert score.pay.right == score.pay.total, misses
+
+
+def test_a_question_with_the_askers_facts_gets_a_quote() -> None:
+    # 通河县 三: born 0-90 days, registered 2022-09-01…12-31: 730 元 (350 + 380), cover
+    # from birth to 2023-12-31.
+    best = default_index().search("通河县2022年10月生的孩子11月去办要交多少")[0]
+    assert best.kind == "quote" and best.clause == "三"
+    assert "730" in best.answer and "2023-12-31" in best.answer
+    # 达拉特旗 三（三）: 2023-born babies are not bound by the collection period.
+    best = default_index().search("达旗2023年12月10日出生的宝宝2024年1月20日去办交多少")[0]
+    assert best.kind == "quote" and best.clause == "三（三）" and "2023-12-10" in best.answer
+
+
+def test_where_to_pay_gives_the_channels_offline_first_for_the_elderly() -> None:
+    best = default_index().search("老人没有智能手机，达旗医保在哪交")[0]
+    assert best.kind == "channels" and best.clause == "四"
+    # 四: 税务实体大厅… “线下”; 微信小程序… “线上”.
+    assert best.answer.index("税务实体大厅") < best.answer.index("微信小程序")
+    best = default_index().search("乌前旗支付宝咋交")[0]
+    assert best.clause == "五（二）" and "市民中心－社保－内蒙古社保缴费" in best.answer
+
+
+def test_out_of_scope_even_with_a_region() -> None:
+    assert default_index().search("达旗职工医保一个月交多少")[0].kind == "out_of_scope"
+    assert default_index().search("其他省的社保怎么交", "wulateqianqi")[0].kind == "out_of_scope"
+    assert default_index().search("哈尔滨道里区居民医保在哪交")[0].kind == "out_of_scope"
+
+
+def test_negation_and_only_pick_the_single_group() -> None:
+    # 乌拉特前旗 二（二）7: 单纯脱贫享受政策人员 400 元 by 乡村振兴局; 6 is 脱贫 + 低保.
+    best = default_index().search("乌前旗脱贫户（不是低保）要交钱不")[0]
+    assert best.clause == "二（二）7"
+
+
+def test_english_and_traditional_questions() -> None:
+    # 商洛市 二（二）: 低保对象 190 元定额资助 of 380.
+    for question in ("Shangluo: how much does a dibao household pay?", "商洛低保戶自己要繳多少"):
+        best = default_index().search(question)[0]
+        assert best.clause == "二（二）" and "190" in best.answer, question
+
+
+def test_undecided_is_said_as_the_notice_not_saying() -> None:
+    best = default_index().search("商洛2023年12月25号去交可以吗")[0]
+    assert best.kind == "none" and best.office == "税务部门"
+    assert "通知没有写明能否参保缴费" in best.answer and "不能" not in best.answer
+
+
+def test_the_index_is_stored_and_loaded(tmp_path: Path) -> None:
+    built = FaqIndex(default_library(), cache=tmp_path)
+    assert list(tmp_path.glob("faq-*.pickle")) and list(tmp_path.glob("faq-*.dict"))
+    loaded = FaqIndex(default_library(), cache=tmp_path)
+    question = "武隆二档多少钱"
+    assert loaded.search(question) == built.search(question)
+    for stored in tmp_path.glob("faq-*.pickle"):
+        stored.write_bytes(b"not a pickle")
+    rebuilt = FaqIndex(default_library(), cache=tmp_path)  # a damaged file is rebuilt
+    assert rebuilt.search(question) == built.search(question)
 
 
 @pytest.mark.parametrize(
@@ -55,9 +126,12 @@ def test_everyday_words_reach_the_notices_words(everyday: str, notice_word: str)
 
 def test_region_from_question() -> None:
     library = default_library()
-    assert library.region_in("乌前旗监测户要交钱吗") == "wulateqianqi"
-    assert library.region_in("武隆这边二档多少钱") == "fengshan"
-    assert library.region_in("低保户交多少") is None
+    assert library.regions_in("乌前旗监测户要交钱吗") == ["wulateqianqi"]
+    assert library.regions_in("武隆这边二档多少钱") == ["fengshan"]
+    assert library.regions_in("低保户交多少") == []
+    # Traditional characters; unsure (no region found): ask, never another region's figures.
+    assert default_index().search("達拉特旗低保戶交多少")[0].region == "dalate"
+    assert default_index().search("低保户交多少")[0].kind == "ask_region"
 
 
 def test_entry_figures_come_from_the_engine() -> None:
