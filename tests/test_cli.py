@@ -219,3 +219,24 @@ def test_undecided_is_null_not_false(capsys: pytest.CaptureFixture[str]) -> None
     )
     assert code == 0 and "通知没有写明能否参保缴费，请向县医疗保障局咨询" in out
     assert "不能参保" not in out
+
+
+def test_quote_from_a_notice_directory_with_history(capsys: pytest.CaptureFixture[str]) -> None:
+    data = quote_json(
+        capsys,
+        *("--notices", str(DATA_DIR / "example-2027"), "--region", "yangli"),
+        *("--birth-date", "1980-05-01", "--date", "2026-11-20"),
+        *("--years-without-cover", "2", "--continuous-years", "6", "--claim-free-years", "1"),
+    )
+    # 一（二）: 420 for 18-59; 四（一）（二）: 3 + 2 months from 1 January 2027; 五（二）（三）
+    # （四）: 300000 + 2 × 10000 + 5000.
+    assert (data["age_group"], data["fee"], data["waiting_months"]) == ("劳动年龄内居民", 420, 5)
+    assert data["benefit_start"] == "2027-06-01"
+    caps = {b["id"]: b["cap"] for b in data["benefits"]}
+    assert caps == {"outpatient": 400, "critical_illness": 325000}
+    code, out, _ = run(
+        capsys,
+        *("quote", "--notices", str(DATA_DIR / "example-2027"), "--region", "yangli"),
+        *("--birth-date", "1980-05-01", "--date", "2026-11-20"),
+    )
+    assert code == 0 and "劳动年龄内居民" in out and "待遇水平：大病保险" in out
