@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from conversations import broadcast, quote_view
 from conversations.context import BACK, EDIT, RESTART, Context, Result
+from conversations.coverage import years_without_cover
 from conversations.dates import with_year, without_id_numbers
 from conversations.faq_view import related
 from conversations.i18n import LANGUAGE_NAMES, LOCALES, negotiate
@@ -52,6 +53,7 @@ _EDIT_LABELS = {
     Step.CATEGORIES: N_("身份"),
     Step.TIER: N_("档次"),
     Step.PAYMENT: N_("缴费日期"),
+    Step.COVER: N_("断保年数"),
 }
 
 
@@ -164,7 +166,7 @@ def _on_language(state: State, code: str, ctx: Context) -> Result:
 
 
 def _back(state: State, ctx: Context) -> Result:
-    steps = _questions(state, ctx)
+    steps = [s for s in _questions(state, ctx) if s != Step.COVER or _cover_matters(state, ctx)]
     if state.step == Step.QUOTED:
         state.step = steps[-1]
     elif state.step in steps and steps.index(state.step) > 0:
@@ -189,7 +191,10 @@ def _on_edit(state: State, event: Press, ctx: Context) -> Result:
 
 def _questions(state: State, ctx: Context) -> list[Step]:
     has_tiers = bool(state.region and _tiers(ctx, state.region))
-    return [s for s in QUESTIONS if s != Step.TIER or has_tiers]
+    skip = {Step.TIER} if not has_tiers else set()
+    if not _uses_cover(ctx, state.region):
+        skip.add(Step.COVER)
+    return [s for s in QUESTIONS if s not in skip]
 
 
 def _missing(state: State, ctx: Context) -> Step | None:
@@ -199,8 +204,28 @@ def _missing(state: State, ctx: Context) -> Step | None:
         Step.CATEGORIES: state.categories_done,
         Step.TIER: state.tier is not None,
         Step.PAYMENT: state.payment_date is not None,
+        Step.COVER: state.years_without_cover is not None,
     }
-    return next((s for s in _questions(state, ctx) if not answered[s]), None)
+    for step in _questions(state, ctx):
+        # Years without coverage are asked only when they change this person's quote.
+        if not answered[step] and (step != Step.COVER or _cover_matters(state, ctx)):
+            return step
+    return None
+
+
+def _uses_cover(ctx: Context, region: str | None) -> bool:
+    return any(n.uses_years_without_cover for n in ctx.library.for_region(region or ""))
+
+
+def _cover_matters(state: State, ctx: Context) -> bool:
+    """Whether this person's quote changes with years without coverage (a newborn's or a
+    payment in the concentrated period by a rule that ignores them does not)."""
+    if state.birth_date is None or state.payment_date is None:
+        return True
+    try:
+        return quote(ctx.library, applicant(state)).needs_years_without_cover
+    except ApplicantError:
+        return False
 
 
 def _advance(state: State, ctx: Context) -> Result:
@@ -230,7 +255,8 @@ def _ask_region(state: State, ctx: Context) -> Reply:
         for n in ctx.library.regions()
     ]
     rows = [regions[i : i + 2] for i in range(0, len(regions), 2)]
-    return Reply(html=ctx.say("ask_region"), buttons=rows)
+    example = ctx.library.regions()[0].region.name  # whichever notices are loaded
+    return Reply(html=ctx.say("ask_region", example=example), buttons=rows)
 
 
 def _ask_birth(state: State, ctx: Context) -> Reply:
@@ -265,6 +291,32 @@ def _ask_payment(state: State, ctx: Context) -> Reply:
         html=ctx.say("ask_payment"),
         buttons=[[Button(label=today, data="pay:today")], ctx.nav(BACK)],
     )
+
+
+def _ask_cover(state: State, ctx: Context) -> Reply:
+    most = _most_cover_years(ctx, state.region)
+    labels = [ctx.gettext(N_("没有断保"))] + [
+        ctx.gettext(N_("断保 {years} 年")).format(years=n) for n in range(1, most)
+    ]
+    labels.append(ctx.gettext(N_("断保 {years} 年及以上")).format(years=most))
+    buttons = [Button(label=label, data=f"cover:{n}") for n, label in enumerate(labels)]
+    rows = [buttons[i : i + 3] for i in range(0, len(buttons), 3)]
+    return Reply(html=ctx.say("ask_cover"), buttons=[*rows, ctx.nav(BACK)])
+
+
+def _most_cover_years(ctx: Context, region: str | None) -> int:
+    """The years after which more years change nothing (the caps), at least 1."""
+    most = 1
+    for notice in ctx.library.for_region(region or ""):
+        for window in notice.windows:
+            for rule in window.rules:
+                w = rule.waiting
+                if w is None or not w.per_year_without_cover:
+                    continue
+                caps = [c for c in (w.extra_cap, w.total_cap and w.total_cap - w.months) if c]
+                extra = min(caps) if caps else 6 * w.per_year_without_cover
+                most = max(most, -(-extra // w.per_year_without_cover))
+    return most
 
 
 def _ask_quoted(state: State, ctx: Context) -> Reply:
@@ -346,6 +398,14 @@ def _on_tier(state: State, event: Event, ctx: Context) -> Result:
     return _advance(state, ctx)
 
 
+def _on_cover(state: State, event: Event, ctx: Context) -> Result:
+    value = event.data.removeprefix("cover:") if isinstance(event, Press) else ""
+    if not value.isdigit():
+        return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
+    state.years_without_cover = int(value)
+    return _advance(state, ctx)
+
+
 def _on_payment(state: State, event: Event, ctx: Context) -> Result:
     if not (isinstance(event, Press) and event.data.startswith("pay:")):
         return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
@@ -366,6 +426,13 @@ def _on_payment(state: State, event: Event, ctx: Context) -> Result:
 
 def _on_text(state: State, text: str, ctx: Context) -> Result:
     """Whatever the question, take every answer the message holds, then ask what is left."""
+    if state.step == Step.COVER:
+        years = years_without_cover(text)
+        if years is not None:
+            state.years_without_cover = years
+            state, replies = _advance(state, ctx)
+            said = ctx.say("understood", facts=_facts(state, ctx)[-1:])
+            return state, [_prefixed(replies[0], said), *replies[1:]]
     u = understand(text, step=state.step, region=state.region, library=ctx.library, today=ctx.today)
     if u.nav is not None:
         return _navigate(state, u, ctx)
@@ -562,6 +629,8 @@ def _not_understood(state: State, text: str, ctx: Context) -> str:
         return ctx.say("bad_date", text=text, reason="format", what=what)
     if state.step == Step.CATEGORIES:
         return ctx.say("bad_category", text=text)
+    if state.step == Step.COVER:
+        return ctx.say("bad_cover", text=text)
     return ctx.say("use_buttons")
 
 
@@ -588,6 +657,13 @@ def _facts(state: State, ctx: Context, u: Understanding | None = None) -> list[s
             facts.append(ctx.loc.term(tier.name))
     if state.payment_date and (u is None or u.payment):
         facts.append(ctx.gettext(N_("{day}缴费")).format(day=ctx.loc.date(state.payment_date)))
+    if state.years_without_cover is not None and u is None:
+        years = state.years_without_cover
+        facts.append(
+            ctx.gettext(N_("断保 {years} 年")).format(years=years)
+            if years
+            else ctx.gettext(N_("没有断保"))
+        )
     if u is not None and u.newborn and not u.birth:
         facts.append(ctx.gettext(N_("新生儿")))
     return facts
@@ -747,6 +823,7 @@ _BUTTONS: dict[Step, tuple[str, ...]] = {
     Step.CATEGORIES: ("cat:",),
     Step.TIER: ("tier:",),
     Step.PAYMENT: ("pay:",),
+    Step.COVER: ("cover:",),
     Step.QUOTED: ("pay:", "faqregion:"),
     Step.FAQ: ("faqregion:",),
 }
@@ -761,6 +838,7 @@ _STEP_HANDLERS: dict[Step, Handler] = {
     Step.CATEGORIES: _on_categories,
     Step.TIER: _on_tier,
     Step.PAYMENT: _on_payment,
+    Step.COVER: _on_cover,
     Step.QUOTED: _on_quoted,
     Step.FAQ: _on_faq,
 }
@@ -771,6 +849,7 @@ _ASKERS: dict[Step, Asker] = {
     Step.CATEGORIES: _ask_categories,
     Step.TIER: _ask_tier,
     Step.PAYMENT: _ask_payment,
+    Step.COVER: _ask_cover,
     Step.QUOTED: _ask_quoted,
     Step.FAQ: _ask_faq,
 }

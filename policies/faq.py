@@ -359,21 +359,18 @@ class FaqIndex:
         jieba.setLogLevel(logging.WARNING)
         self.library = library
         self.regions = {n.region.id: n for n in library.regions()}
+        # Every name of a region or of the places around it (the provinces and cities in
+        # its full name too): they carry nothing once the search is limited to one region.
         names = {
             w
             for n in library.notices
-            for w in (n.region.name, *n.region.aliases, n.region.full_name)
-        }
-        names |= {
-            "武隆区",
-            "重庆市",
-            "重庆",
-            "鄂尔多斯",
-            "巴彦淖尔",
-            "哈尔滨",
-            "陕西",
-            "内蒙古",
-            "黑龙江",
+            for w in (
+                n.region.name,
+                *n.region.aliases,
+                n.region.full_name,
+                *(p for place in n.region.places for p in place.names),
+                *_divisions(n.region.full_name),
+            )
         }
         self._region_words = re.compile(
             "|".join(sorted(map(re.escape, names), key=len, reverse=True))
@@ -670,6 +667,16 @@ class FaqIndex:
 
     def _names(self) -> Terms:
         return Terms(n.region.name for n in self.regions.values())
+
+
+_DIVISION = re.compile(r".+?(?:自治区|省|市|区|县|旗)")
+
+
+def _divisions(full_name: str) -> list[str]:
+    """黑龙江省哈尔滨市通河县 → 黑龙江省, 黑龙江, 哈尔滨市, 哈尔滨, 通河县, 通河."""
+    parts = _DIVISION.findall(full_name)
+    short = [re.sub(r"(?:自治区|省|市|区|县|旗)$", "", p) for p in parts]
+    return [p for p in [*parts, *short] if len(p) >= 2]
 
 
 def _outside(message: Msg) -> Answer:

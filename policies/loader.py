@@ -168,8 +168,11 @@ def _near(text: str, name: str, anywhere: bool = False) -> bool:
 
 
 def notice_files(directory: Path = NOTICES_DIR) -> list[Path]:
-    """``<region>-<year>.yaml``; the cases and FAQ files beside them have a second suffix."""
-    return sorted(p for p in directory.glob("*.yaml") if "." not in p.stem)
+    """``<region>-<year>.yaml``; the cases and FAQ files beside them have a second suffix
+    (or, in a notice directory under ``tests/data/``, are named ``cases.yaml``)."""
+    return sorted(
+        p for p in directory.glob("*.yaml") if "." not in p.stem and p.name != "cases.yaml"
+    )
 
 
 def load_notice(path: Path) -> Notice:
@@ -181,12 +184,25 @@ def load_notice(path: Path) -> Notice:
     return notice
 
 
+def text_path(directory: Path, notice: Notice) -> Path:
+    """The notice's text: in ``texts/`` beside the data file, or beside it directly (a
+    notice directory under ``tests/data/``)."""
+    inside = directory / "texts" / notice.document.file
+    return inside if inside.exists() else directory / notice.document.file
+
+
+def cases_path(notice_file: Path) -> Path:
+    """``<id>.cases.yaml`` beside the data file, or ``cases.yaml`` in a notice directory."""
+    named = notice_file.with_name(notice_file.stem + ".cases.yaml")
+    plain = notice_file.with_name("cases.yaml")
+    return plain if not named.exists() and plain.exists() else named
+
+
 def load_library(directory: Path = NOTICES_DIR) -> Library:
     notices = tuple(load_notice(p) for p in notice_files(directory))
     texts = {}
     for notice in notices:
-        text_path = directory / "texts" / notice.document.file
-        texts[notice.document.file] = text_path.read_text(encoding="utf-8")
+        texts[notice.document.file] = text_path(directory, notice).read_text(encoding="utf-8")
     return Library(notices=notices, texts=texts)
 
 
