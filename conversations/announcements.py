@@ -175,6 +175,8 @@ def condition(notice: Notice, when: Condition) -> list[Msg]:
         parts.append(Msg(N_("{year}年出生"), {"year": notice.benefit_year}))
     elif when.born == "previous_year":
         parts.append(Msg(N_("{year}年出生"), {"year": notice.benefit_year - 1}))
+    if when.without_cover is not None:
+        parts.append(Msg(N_("有断保年份的") if when.without_cover else N_("没有断保的")))
     if when.born_within_days_of_year_end is not None:
         parts.append(
             Msg(
@@ -204,6 +206,7 @@ def _group_subsidies(notice: Notice) -> list[dict[str, Any]]:
                         (t.name, (subsidy.per_tier or {}).get(t.id)) for t in notice.tiers or []
                     ],
                     "amount": _amount(notice, subsidy),
+                    "by_age": _by_age(notice, subsidy),
                 }
             )
     return groups
@@ -221,6 +224,16 @@ def _amount(notice: Notice, subsidy: Subsidy) -> int | None:
     if subsidy.kind == "percent" and subsidy.percent is not None:
         return fee * subsidy.percent // 100
     return None
+
+
+def _by_age(notice: Notice, subsidy: Subsidy) -> list[tuple[str, int]]:
+    """Where fees go by age group: what a full or percentage subsidy gives in each group."""
+    groups = notice.age_groups.groups if notice.age_groups else []
+    if subsidy.kind == "full":
+        return [(g.name, g.fee) for g in groups]
+    if subsidy.kind == "percent" and subsidy.percent is not None:
+        return [(g.name, g.fee * subsidy.percent // 100) for g in groups]
+    return []
 
 
 def _pick_deadline(notice: Notice, today: dt.date | None) -> Window:

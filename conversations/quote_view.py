@@ -21,7 +21,7 @@ from conversations.state import Button, Reply, State, Step
 from policies.engine import quote
 from policies.lint import clause_spans
 from policies.models import Note, Notice, Registration, Window
-from policies.quote import Applicant, ApplicantError, Quote, QuoteNote
+from policies.quote import Applicant, ApplicantError, BenefitLine, Quote, QuoteNote
 from policies.text import N_
 
 PREFIX = "qd:"  # callback data of the detail buttons: qd:why, qd:pay, ...
@@ -41,6 +41,7 @@ _DETAILS = {
     "offline": N_("📵 没有智能手机"),
     "online": N_("📱 看线上渠道"),
     "pic": N_("📅 时间轴图"),
+    "get": N_("🩺 能享受的待遇"),
 }
 
 
@@ -57,6 +58,7 @@ def applicant(state: State) -> Applicant:
         payment_date=state.payment_date,
         categories=frozenset(state.categories),
         tier=state.tier,
+        years_without_cover=state.years_without_cover,
     )
 
 
@@ -69,7 +71,7 @@ class Summary:
 
     q: Quote
     payment_date: dt.date
-    tier_name: str | None
+    tier_name: str | None  # the tier, or the age group where the notice groups fees by age
     payers: str
     clause: dict[str, str]  # figure -> clause of the notice it comes from
     standard: int | None  # the personal part when the fee itself is not stated
@@ -84,6 +86,7 @@ class Summary:
     open_note: QuoteNote | None  # the one gap the summary names, if it fits
     open_count: int  # gaps in all
     open_office: str | None
+    benefits: tuple[BenefitLine, ...] = ()  # "what you get" in one line, where it fits
 
 
 @dataclass(frozen=True)
@@ -111,12 +114,15 @@ def render_quote(q: Quote, state: State, ctx: Context, offline: bool = False) ->
     if notice is None:
         return _not_covered(q, state, ctx)
     full = _summary(q, notice, state, ctx, offline)
-    # Where it does not fit: the gap counted rather than spelt out (it is under "other
-    # notes"), then one channel rather than two (all are under "payment channels").
+    # Where it does not fit: the benefit levels left to their button, then the gap counted
+    # rather than spelt out (it is under "other notes"), then one channel rather than two
+    # (all are under "payment channels").
+    short = replace(full, benefits=())
     for summary in (
         full,
-        replace(full, open_note=None),
-        replace(full, open_note=None, channels=full.channels[:1], more_channels=True),
+        short,
+        replace(short, open_note=None),
+        replace(short, open_note=None, channels=full.channels[:1], more_channels=True),
     ):
         html = template_macro(ctx.locale, "quote.html.j2", "summary", s=summary)
         if fits(html, ctx.locale):
@@ -146,6 +152,7 @@ def _summary(q: Quote, notice: Notice, state: State, ctx: Context, offline: bool
         payers=_payers(q, ctx),
         clause=_clauses(q),
         standard=_standard(notice, q) if q.fee is None else None,
+        benefits=q.benefits if q.eligible else (),
         channels=tuple(ctx.loc.term(c.name) for c in channels[:2]),
         more_channels=len(channels) > 2,
         channel_clause=channels[0].source.clause if channels else None,
@@ -187,13 +194,18 @@ def _channels_note(notice: Notice, q: Quote) -> QuoteNote | None:
 
 def _tier_name(notice: Notice, q: Quote) -> str | None:
     tier = notice.tier(q.tier) if q.tier is not None else None
-    return tier.name if tier else None
+    return tier.name if tier else q.age_group
 
 
 def _standard(notice: Notice, q: Quote) -> int | None:
+    """The standard personal contribution for this person, whatever the fee's shape."""
     tier = notice.tier(q.tier) if q.tier is not None else None
     if tier is not None:
         return tier.fee
+    groups = notice.age_groups.groups if notice.age_groups else []
+    group = next((g for g in groups if g.name == q.age_group), None)
+    if group is not None:
+        return group.fee
     return notice.fee.amount if notice.fee else None
 
 
@@ -241,6 +253,8 @@ def _detail_buttons(q: Quote, notice: Notice, offline: bool, ctx: Context) -> li
         wanted.append("reg")
     if q.notes or q.other_notes:
         wanted.append("notes")
+    if q.benefits:
+        wanted.append("get")
     if q.eligible and q.benefit_start is not None and timeline.available():
         wanted.append("pic")
     buttons = [ctx.button(_DETAILS[w], PREFIX + w) for w in wanted]

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from conversations import broadcast, callbacks, quote_view
 from conversations.context import BACK, EDIT, RESTART, Context, Result
+from conversations.coverage import years_without_cover
 from conversations.dates import with_year, without_id_numbers
 from conversations.faq_view import related
 from conversations.i18n import LANGUAGE_NAMES, LOCALES, negotiate
@@ -32,7 +33,12 @@ from conversations.state import (
     Step,
     Text,
 )
-from conversations.understanding import Understanding, match_categories, understand
+from conversations.understanding import (
+    Understanding,
+    match_categories,
+    region_guesses,
+    understand,
+)
 from policies.engine import quote
 from policies.faq import default_index
 from policies.models import Category, Tier
@@ -50,6 +56,7 @@ _EDIT_LABELS = {
     Step.CATEGORIES: N_("身份"),
     Step.TIER: N_("档次"),
     Step.PAYMENT: N_("缴费日期"),
+    Step.COVER: N_("断保年数"),
 }
 
 
@@ -165,7 +172,7 @@ def _on_language(state: State, code: str, ctx: Context) -> Result:
 
 
 def _back(state: State, ctx: Context) -> Result:
-    steps = _questions(state, ctx)
+    steps = [s for s in _questions(state, ctx) if s != Step.COVER or _cover_matters(state, ctx)]
     if state.step == Step.QUOTED:
         state.step = steps[-1]
     elif state.step in steps and steps.index(state.step) > 0:
@@ -190,7 +197,10 @@ def _on_edit(state: State, event: Press, ctx: Context) -> Result:
 
 def _questions(state: State, ctx: Context) -> list[Step]:
     has_tiers = bool(state.region and _tiers(ctx, state.region))
-    return [s for s in QUESTIONS if s != Step.TIER or has_tiers]
+    skip = {Step.TIER} if not has_tiers else set()
+    if not _uses_cover(ctx, state.region):
+        skip.add(Step.COVER)
+    return [s for s in QUESTIONS if s not in skip]
 
 
 def _missing(state: State, ctx: Context) -> Step | None:
@@ -200,8 +210,28 @@ def _missing(state: State, ctx: Context) -> Step | None:
         Step.CATEGORIES: state.categories_done,
         Step.TIER: state.tier is not None,
         Step.PAYMENT: state.payment_date is not None,
+        Step.COVER: state.years_without_cover is not None,
     }
-    return next((s for s in _questions(state, ctx) if not answered[s]), None)
+    for step in _questions(state, ctx):
+        # Years without coverage are asked only when they change this person's quote.
+        if not answered[step] and (step != Step.COVER or _cover_matters(state, ctx)):
+            return step
+    return None
+
+
+def _uses_cover(ctx: Context, region: str | None) -> bool:
+    return any(n.uses_years_without_cover for n in ctx.library.for_region(region or ""))
+
+
+def _cover_matters(state: State, ctx: Context) -> bool:
+    """Whether this person's quote changes with years without coverage (a newborn's or a
+    payment in the concentrated period by a rule that ignores them does not)."""
+    if state.birth_date is None or state.payment_date is None:
+        return True
+    try:
+        return quote(ctx.library, applicant(state)).needs_years_without_cover
+    except ApplicantError:
+        return False
 
 
 def _advance(state: State, ctx: Context) -> Result:
@@ -231,7 +261,8 @@ def _ask_region(state: State, ctx: Context) -> Reply:
         for n in ctx.library.regions()
     ]
     rows = [regions[i : i + 2] for i in range(0, len(regions), 2)]
-    return Reply(html=ctx.say("ask_region"), buttons=rows)
+    example = ctx.library.regions()[0].region.name  # whichever notices are loaded
+    return Reply(html=ctx.say("ask_region", example=example), buttons=rows)
 
 
 def _ask_birth(state: State, ctx: Context) -> Reply:
@@ -266,6 +297,32 @@ def _ask_payment(state: State, ctx: Context) -> Reply:
         html=ctx.say("ask_payment"),
         buttons=[[Button(label=today, data="pay:today")], ctx.nav(BACK)],
     )
+
+
+def _ask_cover(state: State, ctx: Context) -> Reply:
+    most = _most_cover_years(ctx, state.region)
+    labels = [ctx.gettext(N_("没有断保"))] + [
+        ctx.gettext(N_("断保 {years} 年")).format(years=n) for n in range(1, most)
+    ]
+    labels.append(ctx.gettext(N_("断保 {years} 年及以上")).format(years=most))
+    buttons = [Button(label=label, data=f"cover:{n}") for n, label in enumerate(labels)]
+    rows = [buttons[i : i + 3] for i in range(0, len(buttons), 3)]
+    return Reply(html=ctx.say("ask_cover"), buttons=[*rows, ctx.nav(BACK)])
+
+
+def _most_cover_years(ctx: Context, region: str | None) -> int:
+    """The years after which more years change nothing (the caps), at least 1."""
+    most = 1
+    for notice in ctx.library.for_region(region or ""):
+        for window in notice.windows:
+            for rule in window.rules:
+                w = rule.waiting
+                if w is None or not w.per_year_without_cover:
+                    continue
+                caps = [c for c in (w.extra_cap, w.total_cap and w.total_cap - w.months) if c]
+                extra = min(caps) if caps else 6 * w.per_year_without_cover
+                most = max(most, -(-extra // w.per_year_without_cover))
+    return most
 
 
 def _ask_quoted(state: State, ctx: Context) -> Reply:
@@ -347,6 +404,14 @@ def _on_tier(state: State, event: Event, ctx: Context) -> Result:
     return _advance(state, ctx)
 
 
+def _on_cover(state: State, event: Event, ctx: Context) -> Result:
+    value = event.data.removeprefix("cover:") if isinstance(event, Press) else ""
+    if not value.isdigit():
+        return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
+    state.years_without_cover = int(value)
+    return _advance(state, ctx)
+
+
 def _on_payment(state: State, event: Event, ctx: Context) -> Result:
     if not (isinstance(event, Press) and event.data.startswith("pay:")):
         return state, [_ask(state, ctx, prefix=ctx.say("use_buttons"))]
@@ -367,9 +432,18 @@ def _on_payment(state: State, event: Event, ctx: Context) -> Result:
 
 def _on_text(state: State, text: str, ctx: Context) -> Result:
     """Whatever the question, take every answer the message holds, then ask what is left."""
+    if state.step == Step.COVER:
+        years = years_without_cover(text)
+        if years is not None:
+            state.years_without_cover = years
+            state, replies = _advance(state, ctx)
+            said = ctx.say("understood", facts=_facts(state, ctx)[-1:])
+            return state, [_prefixed(replies[0], said), *replies[1:]]
     u = understand(text, step=state.step, region=state.region, library=ctx.library, today=ctx.today)
     if u.nav is not None:
         return _navigate(state, u, ctx)
+    if u.question and not u.quote_intent and state.step in (Step.IDLE, Step.QUOTED):
+        return _on_faq(state, Text(text), ctx)  # a question outside the quote's questions
     if u.answers or u.bad_id or u.bad_date:
         return _take_answers(state, u, text, ctx)
     if u.question:
@@ -436,7 +510,7 @@ def _apply(
     state: State, u: Understanding, text: str, ctx: Context, notes: list[str]
 ) -> Reply | None:
     """Fills the state from the answers; a reply when one of them needs asking again."""
-    if len(u.regions) == 1:
+    if len(u.regions) == 1 and not u.region_unsure:
         _set_region(state, u.regions[0], ctx)
         if u.region_typo:
             notes.append(ctx.say("region_guessed", region=_region_name(ctx, state)))
@@ -460,7 +534,7 @@ def _apply(
     problem = _take_birth(state, u, ctx) or _take_payment(state, u, ctx, notes)
     if problem is not None:
         return problem
-    if len(u.regions) > 1:  # "内蒙古": which of the notices there?
+    if len(u.regions) > 1 or u.region_unsure:  # "内蒙古", "商落…": which notice, then?
         return _choose_region(state, u.regions, ctx)
     if u.category_choices and not u.categories and state.region:
         state.step = Step.CATEGORIES
@@ -541,13 +615,15 @@ def _earliest_payment(ctx: Context, region: str | None) -> dt.date | None:
 
 
 def _choose_region(state: State, regions: tuple[str, ...], ctx: Context) -> Reply:
+    """Several regions fit: those as buttons; one guess: it first, then the others."""
     state.step = Step.REGION
+    notices = sorted(ctx.library.regions(), key=lambda n: n.region.id not in regions)
+    if len(regions) > 1:
+        notices = [n for n in notices if n.region.id in regions]
     rows = [
-        [Button(label=ctx.loc.term(n.region.name), data=f"region:{n.region.id}")]
-        for n in ctx.library.regions()
-        if n.region.id in regions
+        [Button(label=ctx.loc.term(n.region.name), data=f"region:{n.region.id}")] for n in notices
     ]
-    names = [ctx.loc.term(n.region.name) for n in ctx.library.regions() if n.region.id in regions]
+    names = [ctx.loc.term(n.region.name) for n in notices if n.region.id in regions]
     return Reply(html=ctx.say("which_region", names=names), buttons=rows)
 
 
@@ -559,6 +635,8 @@ def _not_understood(state: State, text: str, ctx: Context) -> str:
         return ctx.say("bad_date", text=text, reason="format", what=what)
     if state.step == Step.CATEGORIES:
         return ctx.say("bad_category", text=text)
+    if state.step == Step.COVER:
+        return ctx.say("bad_cover", text=text)
     return ctx.say("use_buttons")
 
 
@@ -585,6 +663,13 @@ def _facts(state: State, ctx: Context, u: Understanding | None = None) -> list[s
             facts.append(ctx.loc.term(tier.name))
     if state.payment_date and (u is None or u.payment):
         facts.append(ctx.gettext(N_("{day}缴费")).format(day=ctx.loc.date(state.payment_date)))
+    if state.years_without_cover is not None and u is None:
+        years = state.years_without_cover
+        facts.append(
+            ctx.gettext(N_("断保 {years} 年")).format(years=years)
+            if years
+            else ctx.gettext(N_("没有断保"))
+        )
     if u is not None and u.newborn and not u.birth:
         facts.append(ctx.gettext(N_("新生儿")))
     return facts
@@ -626,8 +711,9 @@ def _on_faq(state: State, event: Event, ctx: Context) -> Result:
     question = event.text.strip()
     named = ctx.library.regions_in(question)
     region = named[0] if len(named) == 1 else None
-    if not named:
-        region = state.faq_region or state.region
+    if not named:  # a guess ("商落…") is asked about, never answered for
+        named = region_guesses(question, ctx.library)
+        region = None if named else state.faq_region or state.region
     if region is None:
         first = index.search(question)[0]
         if first.kind != "out_of_scope":  # which region's notice answers it? ask
@@ -743,6 +829,7 @@ _BUTTONS: dict[Step, tuple[str, ...]] = {
     Step.CATEGORIES: ("cat:",),
     Step.TIER: ("tier:",),
     Step.PAYMENT: ("pay:",),
+    Step.COVER: ("cover:",),
     Step.QUOTED: ("pay:", "faqregion:"),
     Step.FAQ: ("faqregion:",),
 }
@@ -757,6 +844,7 @@ _STEP_HANDLERS: dict[Step, Handler] = {
     Step.CATEGORIES: _on_categories,
     Step.TIER: _on_tier,
     Step.PAYMENT: _on_payment,
+    Step.COVER: _on_cover,
     Step.QUOTED: _on_quoted,
     Step.FAQ: _on_faq,
 }
@@ -767,6 +855,7 @@ _ASKERS: dict[Step, Asker] = {
     Step.CATEGORIES: _ask_categories,
     Step.TIER: _ask_tier,
     Step.PAYMENT: _ask_payment,
+    Step.COVER: _ask_cover,
     Step.QUOTED: _ask_quoted,
     Step.FAQ: _ask_faq,
 }

@@ -23,12 +23,14 @@ class Step(StrEnum):
     CATEGORIES = "categories"
     TIER = "tier"
     PAYMENT = "payment"
+    COVER = "cover"  # years without coverage, only where the notice's rules use them
     QUOTED = "quoted"
     FAQ = "faq"
 
 
-# The order questions are asked in; TIER is skipped where the region has no tiers.
-QUESTIONS = (Step.REGION, Step.BIRTH, Step.CATEGORIES, Step.TIER, Step.PAYMENT)
+# The order questions are asked in; TIER is skipped where the region has no tiers, COVER
+# where its notices do not use years without coverage or they would not change the quote.
+QUESTIONS = (Step.REGION, Step.BIRTH, Step.CATEGORIES, Step.TIER, Step.PAYMENT, Step.COVER)
 
 
 class State(BaseModel):
@@ -50,6 +52,7 @@ class State(BaseModel):
     tier: int | None = None
     payment_date: dt.date | None = None
     payment_from: dt.date | None = None  # a month typed for payment: payment_from … payment_date
+    years_without_cover: int | None = None  # 断保年数, where asked
     resume: Step | None = None  # /faq in the middle of a quote: the question to come back to
     faq_region: str | None = None  # the region of the last FAQ answer, for the next question
     faq_question: str | None = None  # waiting for the region to be chosen

@@ -14,11 +14,13 @@ import logging
 from functools import cache
 from io import BytesIO
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from babel.dates import format_skeleton
-from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from PIL import ImageDraw, ImageFont
 
 from conversations.i18n import Localizer
 from policies.models import Notice, Window
@@ -166,6 +168,8 @@ def render_png(timeline: Timeline) -> bytes | None:
     path = font_path()
     if path is None:
         return None
+    from PIL import Image, ImageDraw, ImageFont  # 0.1–0.2 s to import: only when drawing
+
     font = ImageFont.truetype(path, 17)
     title_font = ImageFont.truetype(path, 22)
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")

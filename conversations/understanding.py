@@ -61,6 +61,7 @@ _EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")
 class Understanding:
     regions: tuple[str, ...] = ()  # one: the region; several: ask which
     region_typo: bool = False  # found one edit away from a region's name
+    region_unsure: bool = False  # only a guess ("商落…"): asked, not taken
     birth: Mention | None = None
     payment: Mention | None = None
     id_number: bool = False  # the birth date came from a resident ID number
@@ -138,11 +139,14 @@ def understand(
     words = dates.arabic(words)
 
     found = library.regions_in(words, near=False)
-    typo = False
+    typo = unsure = False
     if not found:
         found = library.regions_in(words)
         typo = bool(found)
-    in_region = found[0] if len(found) == 1 else region
+    if not found:
+        found = region_guesses(words, library)
+        unsure = bool(found)
+    in_region = found[0] if len(found) == 1 and not unsure else region
 
     expanded = _expand(words, voc)
     newborn = _any(words, voc["newborn"])
@@ -176,6 +180,7 @@ def understand(
     return Understanding(
         regions=tuple(found),
         region_typo=typo,
+        region_unsure=unsure,
         birth=birth,
         payment=payment,
         id_number=bool(birth and birth.id_number),
@@ -193,6 +198,36 @@ def understand(
         question=question,
         quote_intent=quote_intent,
     )
+
+
+def region_guesses(text: str, library: Library) -> list[str]:
+    """Library.region_guesses on what is left once the words the bot knows are taken out:
+    "商落低保户交多少" leaves 商落 (商洛?), "普通居民" leaves nothing (not 通河)."""
+    return library.region_guesses(_known_words(library).sub(" ", normalize(text)))
+
+
+_KNOWN: dict[int, tuple[Library, re.Pattern[str]]] = {}  # per library (not hashable)
+
+
+def _known_words(library: Library) -> re.Pattern[str]:
+    cached = _KNOWN.get(id(library))
+    if cached is None or cached[0] is not library:
+        cached = _KNOWN[id(library)] = (library, _known_words_of(library))
+    return cached[1]
+
+
+def _known_words_of(library: Library) -> re.Pattern[str]:
+    voc = vocabulary()
+    words: set[str] = set()
+    for value in voc.values():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for key, listed in items:
+            words.update(str(w) for w in ([key] if isinstance(key, str) else []) + list(listed))
+    for notice in library.notices:
+        for cat in notice.categories:
+            words.update((cat.name, *cat.aliases))
+    ordered = sorted({_word(w) for w in words if len(_word(w)) >= 2}, key=len, reverse=True)
+    return re.compile("|".join(re.escape(w) for w in ordered))
 
 
 # -- words ----------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from policies.engine import quote
-from policies.lint import lint_all
-from policies.loader import Library, default_library
+from policies.lint import lint_all, report
+from policies.loader import NOTICES_DIR, Library, default_library, load_library, notice_files
 from policies.quote import EARLIEST_BIRTH, Applicant, ApplicantError, Quote
 
 
@@ -71,13 +72,19 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--date", required=True, type=iso_date, help="缴费日期")
     q.add_argument("--category", action="append", default=[])
     q.add_argument("--tier", type=int)
+    q.add_argument("--years-without-cover", type=int, help="断保年数（通知按断保设等待期时）")
+    q.add_argument("--continuous-years", type=int, help="连续参保年数（含本年度）")
+    q.add_argument("--claim-free-years", type=int, help="连续未发生报销的年数")
     q.add_argument("--json", action="store_true")
+    for command in (r, c, q):  # a notice directory under tests/data/, before it is shipped
+        command.add_argument("--notices", type=Path, help="通知目录（默认 policies/notices）")
     f = sub.add_parser("faq", help="用日常说法提问，按通知条款回答")
     f.add_argument("question")
     f.add_argument("--region")
     f.add_argument("--limit", type=int, default=3)
     f.add_argument("--json", action="store_true")
-    sub.add_parser("lint", help="校验全部通知数据文件")
+    lint = sub.add_parser("lint", help="校验全部通知数据文件")
+    lint.add_argument("directories", nargs="*", type=Path, help="通知目录（默认 policies/notices）")
     return p
 
 
@@ -137,7 +144,7 @@ def render_text(q: Quote) -> str:
     else:
         status = "可以参保缴费" if q.eligible else "不能参保"
     lines.append(f"结论：{status}")
-    lines.append(f"个人缴费标准：{_money(q.fee)}")
+    lines.append(f"个人缴费标准：{_money(q.fee)}" + (f"（{q.age_group}）" if q.age_group else ""))
     payers = "、".join(p.name + (f"{p.amount}元" if p.amount is not None else "") for p in q.payers)
     lines.append(f"参保资助：{_money(q.subsidy)}" + (f"（{payers}）" if payers else ""))
     if q.eligible:
@@ -153,6 +160,12 @@ def render_text(q: Quote) -> str:
         for ch in q.channels:
             how = f"：{ch.how}" if ch.how else ""
             lines.append(f"  - [{'线上' if ch.kind == 'online' else '线下'}] {ch.name}{how}")
+    for b in q.benefits:
+        figures = [
+            f"起付线{b.deductible}元" if b.deductible is not None else "",
+            f"年度最高支付限额{b.cap}元" if b.cap is not None else "",
+        ]
+        lines.append(f"待遇水平：{b.name}：{b.summary}；" + "，".join(f for f in figures if f))
     for reg in q.registration:
         lines.append(f"登记：{reg.text}")
     if q.notes:
@@ -172,6 +185,9 @@ def _quote(lib: Library, args: argparse.Namespace) -> int:
         payment_date=args.date,
         categories=frozenset(args.category),
         tier=args.tier,
+        years_without_cover=args.years_without_cover,
+        continuous_years=args.continuous_years,
+        claim_free_years=args.claim_free_years,
     )
     result = quote(lib, applicant)
     if args.json:
@@ -198,8 +214,13 @@ def _faq(lib: Library, args: argparse.Namespace) -> int:
     return 0
 
 
-def _lint() -> int:
-    problems = lint_all()
+def _lint(directories: list[Path]) -> int:
+    problems = []
+    for directory in directories or [NOTICES_DIR]:
+        problems += lint_all(directory)
+        for path in notice_files(directory):
+            if not any(p.file == path.name and p.where == "load" for p in problems):
+                print(report(path))
     for problem in problems:
         print(problem)
     if problems:
@@ -213,8 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command == "lint":
-            return _lint()
-        lib = default_library()
+            return _lint(args.directories)
+        notices = getattr(args, "notices", None)
+        lib = load_library(notices) if notices is not None else default_library()
         if args.command == "regions":
             return _regions(lib, args.json)
         if args.command == "categories":

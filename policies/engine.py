@@ -14,11 +14,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from policies.loader import Library
-from policies.models import Category, Citation, Condition, Note, Notice, Rule, Tier, Window
+from policies.models import (
+    AgeGroup,
+    Benefit,
+    Category,
+    Citation,
+    Condition,
+    Note,
+    Notice,
+    Rule,
+    Tier,
+    Window,
+)
 from policies.quote import (
     AlternativeQuote,
     Applicant,
     ApplicantError,
+    BenefitLine,
     ChannelInfo,
     PayerShare,
     Quote,
@@ -26,7 +38,7 @@ from policies.quote import (
     SourceRef,
     Step,
 )
-from policies.text import N_, Msg, Term, Terms
+from policies.text import N_, Msg, Param, Term, Terms, Yuan
 
 # Notices are immutable and live as long as the process, so the pieces of a quote that do
 # not depend on the applicant are built once per notice object and reused (the benchmark
@@ -137,6 +149,28 @@ def add_months(day: dt.date, months: int) -> dt.date:
 
 def first_of_next_month(day: dt.date) -> dt.date:
     return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def full_years(born: dt.date, on: dt.date) -> int:
+    """Age in full years (周岁) on a day."""
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _raise_msg(by: str, after: int, amount: int, most: int | None) -> Msg:
+    values: dict[str, Param] = {"after": after, "amount": Yuan(amount), "most": Yuan(most or 0)}
+    if by == "continuous_years":
+        text = (
+            N_("连续参保满 {after} 年后每多1年，最高支付限额提高 {amount}，累计不超过 {most}")
+            if most
+            else N_("连续参保满 {after} 年后每多1年，最高支付限额提高 {amount}")
+        )
+    else:
+        text = (
+            N_("上一年度未发生报销的，最高支付限额提高 {amount}，连续的逐年累计，不超过 {most}")
+            if most
+            else N_("上一年度未发生报销的，最高支付限额提高 {amount}，连续的逐年累计")
+        )
+    return Msg(text, values)
 
 
 def window_start(window: Window) -> dt.date | None:
@@ -300,7 +334,9 @@ class _Quoter:
         self.trace: list[Step] = []
         self.notes: list[QuoteNote] = []
         self.other_notes: list[QuoteNote] = []  # notes whose condition this applicant misses
+        self.without_cover_unknown = False
         self.static = static = _static(notice)
+        self.group = self.age_group()
         self.chosen = [static.categories[c][1] for c in applicant.categories]
         if len(self.chosen) > 1:  # notice order, so notes read the same whatever the input order
             self.chosen.sort(key=lambda c: static.categories[c.id][0])
@@ -316,6 +352,11 @@ class _Quoter:
 
     def matches(self, cond: Condition) -> bool:
         a, n = self.a, self.n
+        if cond.without_cover is not None:
+            if a.years_without_cover is None:
+                self.without_cover_unknown = True  # the answer could change the outcome
+            if cond.without_cover != ((a.years_without_cover or 0) >= 1):
+                return False
         if cond.newborn is not None and cond.newborn != (self.days_old <= n.newborn_days.amount):
             return False
         if cond.born == "benefit_year" and a.birth_date.year != n.benefit_year:
@@ -380,6 +421,9 @@ class _Quoter:
                 self.note(refund)
         if n.channels_note is not None:
             self.note(n.channels_note)
+        waiting = rule.waiting
+        if waiting is not None and waiting.per_year_without_cover and eligible is not None:
+            self.without_cover_unknown |= a.years_without_cover is None
         return Quote(
             region=n.region.id,
             region_name=n.region.name,
@@ -405,10 +449,56 @@ class _Quoter:
             ),
             notes=tuple(self.notes),
             other_notes=tuple(self.other_notes),
-            waiting_months=rule.waiting_months if start is not None else None,
+            waiting_months=self.waiting_months(rule, allowed, start),
             trace=tuple(self.trace),
             alternatives=self.alternatives(rule),
+            age_group=self.group.name if self.group else None,
+            benefits=tuple(self.benefit_line(b) for b in n.benefits),
+            needs_years_without_cover=self.without_cover_unknown,
             office=self.office() if eligible is None else None,
+        )
+
+    def waiting_months(self, rule: Rule, allowed: bool, start: dt.date | None) -> int | None:
+        if rule.waiting is not None:  # also when it runs past the year (why one cannot enrol)
+            return rule.waiting.months_for(self.a.years_without_cover or 0)
+        return 0 if allowed and start is not None else None
+
+    def age_group(self) -> AgeGroup | None:
+        """The fee group: by category first (在校学生 whatever their age), else by full years
+        of age on the notice's counting day (a baby born after it counts as 0)."""
+        groups = self.n.age_groups
+        if groups is None:
+            return None
+        for group in groups.groups:
+            if not self.a.categories.isdisjoint(group.categories):
+                return group
+        age = max(0, full_years(self.a.birth_date, groups.counted_on.date))
+        return next(
+            g
+            for g in groups.by_age
+            if g.from_age <= age and (g.below_age is None or age < g.below_age)
+        )  # lint checks the groups tile every age
+
+    def benefit_line(self, b: Benefit) -> BenefitLine:
+        a = self.a
+        notes: list[QuoteNote] = []
+        deductible = b.deductible
+        for red in b.reductions:
+            if deductible is not None and self.matches(red.when):
+                deductible -= deductible * red.deductible_percent // 100
+                notes.append(QuoteNote(Msg(red.text), self.ref(red.cite)))
+        cap = b.cap if b.cap_per_tier is None else b.cap_per_tier.get(a.tier or 0)
+        for up in b.raises:
+            years = a.continuous_years if up.by == "continuous_years" else a.claim_free_years
+            if cap is not None and years is not None:
+                cap += up.raise_for(years)
+            notes.append(
+                QuoteNote(
+                    _raise_msg(up.by, up.after_years, up.amount, up.max_total), self.ref(up.cite)
+                )
+            )
+        return BenefitLine(
+            b.id, b.name, b.summary, deductible, cap, _ref(self.n, b.cite), tuple(notes)
         )
 
     def office(self) -> str | None:
@@ -422,12 +512,14 @@ class _Quoter:
     def standard_fee(self) -> int:
         if self.n.fee is not None:
             return self.n.fee.amount
+        if self.group is not None:
+            return self.group.fee
         tier = self.static.tiers.get(self.a.tier)
         assert tier is not None  # checked before quoting
         return tier.fee
 
     def fee(self, rule: Rule, standard: int) -> int | None:
-        key = ("fee", id(rule), self.a.tier)
+        key = ("fee", id(rule), self.a.tier, id(self.group))
         self.trace.append(_cached_step(key, lambda: self.fee_step(rule, standard)))
         if rule.fee == "unknown":
             return None
@@ -437,6 +529,9 @@ class _Quoter:
         if rule.fee == "unknown":
             return Step("fee", "通知未写明本期应缴金额", self.ref(rule.cite))
         if rule.fee == "standard":
+            group = self.group
+            if group is not None:
+                return Step("fee", f"{group.name}个人缴费标准 {group.fee} 元", self.ref(group.cite))
             tier = self.static.tiers.get(self.a.tier)
             if tier is not None:
                 return Step("fee", f"{tier.name}个人缴费标准 {tier.fee} 元", self.ref(tier.cite))
@@ -563,10 +658,7 @@ class _Quoter:
             # Also "不设（置）待遇等待期": with no waiting period, cover begins on payment.
             start, text = a.payment_date, "待遇自缴费之日起"
         elif kind == "after_waiting":
-            assert rule.waiting_months is not None
-            start = add_months(a.payment_date, rule.waiting_months)
-            months = rule.waiting_months
-            text = f"设 {months} 个月等待期，自缴费之日起满 {months} 个月后享受待遇"
+            start, text = self.after_waiting(rule)
         else:
             start, text = None, "不设等待期，但通知未写明待遇起始日期"
         self.trace.append(Step("benefit_start", text, self.ref(rule.cite)))
@@ -586,6 +678,34 @@ class _Quoter:
             return None, None
         self.trace.append(self.static.benefit_end_step)
         return start, end
+
+    def after_waiting(self, rule: Rule) -> tuple[dt.date, str]:
+        w, years = rule.waiting, self.a.years_without_cover
+        assert w is not None
+        months = w.months_for(years or 0)
+        if w.counted_from == "payment":
+            base, since = self.a.payment_date, "缴费之日"
+        elif w.counted_from == "next_month_first":
+            base, since = first_of_next_month(self.a.payment_date), "缴费次月1日"
+        else:
+            base, since = w.counted_from.date, f"{w.counted_from.date}"
+            self.trace.append(
+                Step("waiting_from", f"等待期自 {since} 起算", self.ref(w.counted_from.cite))
+            )
+        if w.per_year_without_cover:
+            said = "未填写断保年数，按未断保计算" if years is None else f"断保 {years} 年"
+            self.trace.append(
+                Step(
+                    "waiting_extra",
+                    f"{said}：固定等待期 {w.months} 个月，每断保1年增加"
+                    f" {w.per_year_without_cover} 个月"
+                    + (f"，增加部分最多 {w.extra_cap} 个月" if w.extra_cap else "")
+                    + (f"，合计最多 {w.total_cap} 个月" if w.total_cap else ""),
+                    self.ref(w.extra_cite),
+                )
+            )
+        text = f"设 {months} 个月等待期，自{since}起满 {months} 个月后享受待遇"
+        return add_months(base, months), text
 
     def alternatives(self, rule: Rule) -> tuple[AlternativeQuote, ...]:
         alt = rule.alternative

@@ -27,7 +27,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import Field
@@ -41,9 +42,21 @@ from policies.normalize import normalize
 from policies.quote import Applicant, ApplicantError, Quote, SourceRef
 from policies.text import N_, Msg, Param, Term, Terms, Yuan
 
-with warnings.catch_warnings():  # jieba 0.42 imports the deprecated pkg_resources
-    warnings.simplefilter("ignore")
+if TYPE_CHECKING:
     import jieba
+
+
+@cache
+def _jieba() -> ModuleType:
+    """jieba, imported on the first question (0.1–0.2 s, and pkg_resources with it), so a
+    start that answers no question does not pay for it."""
+    with warnings.catch_warnings():  # jieba 0.42 imports the deprecated pkg_resources
+        warnings.simplefilter("ignore")
+        import jieba
+
+    module: ModuleType = jieba
+    return module
+
 
 TERMS_FILE = Path(__file__).with_name("faq_terms.yaml")
 K1, B = 1.5, 0.75
@@ -272,7 +285,7 @@ def expand(question: str) -> str:
 def words(text: str, segmenter: jieba.Tokenizer | None = None) -> list[str]:
     return [
         w
-        for w in (segmenter or jieba.dt).cut_for_search(text)
+        for w in (segmenter or _jieba().dt).cut_for_search(text)
         if _WORD.match(w) and w not in _STOP and w not in _STOP_WORDS
     ]
 
@@ -300,7 +313,7 @@ def cache_dir() -> Path:
 
 def _source_key(directory: Path) -> str:
     """A digest of everything the index is built from: data, term lists and this code."""
-    digest = hashlib.sha256(jieba.__version__.encode())
+    digest = hashlib.sha256(_jieba().__version__.encode())
     here = Path(__file__).parent
     files = sorted(directory.glob("*.yaml")) + sorted((directory / "texts").glob("*.txt"))
     files += [TERMS_FILE, *sorted(here.glob("*.py"))]  # the policy code computes the figures
@@ -314,7 +327,7 @@ def _vocabulary(corpus: str, added: set[str]) -> dict[str, int]:
     """Every word of jieba's dictionary that occurs in the corpus, with its count, and the
     words we add. Segmenting with only these gives the same words for the corpus as the
     full dictionary, and loads in milliseconds instead of seconds."""
-    full = jieba.Tokenizer()
+    full = _jieba().Tokenizer()
     full.initialize()
     for word in added:
         full.add_word(word)
@@ -332,7 +345,7 @@ def _vocabulary(corpus: str, added: set[str]) -> dict[str, int]:
 
 
 def _segmenter(dictionary: Path) -> jieba.Tokenizer:
-    segmenter = jieba.Tokenizer(dictionary=str(dictionary))
+    segmenter = _jieba().Tokenizer(dictionary=str(dictionary))
     segmenter.tmp_dir = str(dictionary.parent)
     segmenter.initialize()
     return segmenter
@@ -356,24 +369,21 @@ class FaqIndex:
     def __init__(
         self, library: Library, directory: Path = NOTICES_DIR, cache: Path | None = None
     ) -> None:
-        jieba.setLogLevel(logging.WARNING)
+        _jieba().setLogLevel(logging.WARNING)
         self.library = library
         self.regions = {n.region.id: n for n in library.regions()}
+        # Every name of a region or of the places around it (the provinces and cities in
+        # its full name too): they carry nothing once the search is limited to one region.
         names = {
             w
             for n in library.notices
-            for w in (n.region.name, *n.region.aliases, n.region.full_name)
-        }
-        names |= {
-            "武隆区",
-            "重庆市",
-            "重庆",
-            "鄂尔多斯",
-            "巴彦淖尔",
-            "哈尔滨",
-            "陕西",
-            "内蒙古",
-            "黑龙江",
+            for w in (
+                n.region.name,
+                *n.region.aliases,
+                n.region.full_name,
+                *(p for place in n.region.places for p in place.names),
+                *_divisions(n.region.full_name),
+            )
         }
         self._region_words = re.compile(
             "|".join(sorted(map(re.escape, names), key=len, reverse=True))
@@ -670,6 +680,16 @@ class FaqIndex:
 
     def _names(self) -> Terms:
         return Terms(n.region.name for n in self.regions.values())
+
+
+_DIVISION = re.compile(r".+?(?:自治区|省|市|区|县|旗)")
+
+
+def _divisions(full_name: str) -> list[str]:
+    """黑龙江省哈尔滨市通河县 → 黑龙江省, 黑龙江, 哈尔滨市, 哈尔滨, 通河县, 通河."""
+    parts = _DIVISION.findall(full_name)
+    short = [re.sub(r"(?:自治区|省|市|区|县|旗)$", "", p) for p in parts]
+    return [p for p in [*parts, *short] if len(p) >= 2]
 
 
 def _outside(message: Msg) -> Answer:

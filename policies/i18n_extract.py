@@ -28,8 +28,17 @@ SHOWN = {
     "duties",
     "columns",
     "answer",
+    "summary",
 }
-HIDDEN = {"cite", "start_cite", "end_cite", "gives_cite", "subsidies_cite", "aliases"}
+HIDDEN = {
+    "cite",
+    "start_cite",
+    "end_cite",
+    "gives_cite",
+    "subsidies_cite",
+    "extra_cite",
+    "aliases",
+}
 
 Extracted = tuple[int, str | None, str, list[str]]
 
@@ -56,7 +65,7 @@ def extract_notices(
     fileobj: IO[bytes], keywords: Any, comment_tags: Any, options: dict[str, Any]
 ) -> Iterator[Extracted]:
     name = str(getattr(fileobj, "name", ""))
-    if name.endswith(".cases.yaml"):  # test data, never shown
+    if name.endswith("cases.yaml"):  # test data, never shown
         return
     root = yaml.compose(fileobj.read().decode("utf-8"))
     if root is None:

@@ -3,7 +3,8 @@
 Loading (pydantic) already rejects unknown keys, wrong types and missing citations. Lint
 adds what needs the notice's text or the whole file: every quote occurs in its notice and
 inside the clause it names; windows tile the calendar with no overlap or gap; every
-category and office a rule names is defined; subsidy figures add up.
+category and office a rule names is defined; subsidy figures add up; age groups take
+every age once; benefit caps per tier give every tier.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from policies.loader import NOTICES_DIR, load_notice, notice_files
+from policies.loader import NOTICES_DIR, load_notice, notice_files, text_path
 from policies.models import Citation, Condition, Note, Notice
 
 _WS = re.compile(r"\s+")
@@ -151,13 +152,50 @@ def check_references(notice: Notice) -> Iterator[tuple[str, str]]:
                     yield where, f"category {cid!r} is referenced but not defined"
         elif isinstance(value, Note) and value.ask is not None and value.ask not in offices:
             yield where, f"office {value.ask!r} is referenced but not defined"
+    for i, group in enumerate(notice.age_groups.groups if notice.age_groups else []):
+        for cid in group.categories:
+            if cid not in categories:
+                yield f"age_groups.groups[{i}]", f"category {cid!r} is referenced but not defined"
     for i, cat in enumerate(notice.categories):
         if cat.confirmed_by is not None and cat.confirmed_by not in offices:
             yield f"categories[{i}]", f"office {cat.confirmed_by!r} is referenced but not defined"
 
 
+def check_age_groups(notice: Notice) -> Iterator[tuple[str, str]]:
+    """The groups take every age once: from 0, each from where the last stopped, open-ended."""
+    if notice.age_groups is None:
+        return
+    groups = notice.age_groups.by_age
+    expected = 0
+    for i, group in enumerate(groups):
+        if group.from_age != expected:
+            yield (
+                f"age_groups.groups[{i}]",
+                f"{group.id} starts at {group.from_age}, not {expected}",
+            )
+        if group.below_age is None:
+            if i != len(groups) - 1:
+                yield f"age_groups.groups[{i}]", "only the last group may have no below_age"
+            return
+        expected = group.below_age
+    yield "age_groups", f"no group takes ages from {expected} up (the last needs no below_age)"
+
+
+def check_benefits(notice: Notice) -> Iterator[tuple[str, str]]:
+    tiers = {t.id for t in notice.tiers or []}
+    ids = [b.id for b in notice.benefits]
+    if len(set(ids)) != len(ids):
+        yield "benefits", "benefit ids repeat"
+    for i, b in enumerate(notice.benefits):
+        if b.cap_per_tier is not None and set(b.cap_per_tier) != tiers:
+            yield f"benefits[{i}]", f"cap_per_tier must give exactly the tiers {sorted(tiers)}"
+        kinds = [r.by for r in b.raises]
+        if len(set(kinds)) != len(kinds):
+            yield f"benefits[{i}]", "one raise per kind of years"
+
+
 def check_subsidies(notice: Notice) -> Iterator[tuple[str, str]]:
-    fees = [t.fee for t in notice.tiers or []] or ([notice.fee.amount] if notice.fee else [])
+    fees = notice.standard_fees
     tiers = {t.id for t in notice.tiers or []}
     for i, cat in enumerate(notice.categories):
         s, where = cat.subsidy, f"categories[{i}].subsidy"
@@ -177,15 +215,17 @@ def lint_notice(path: Path) -> list[Problem]:
         notice = load_notice(path)
     except (ValidationError, ValueError) as exc:
         return [Problem(path.name, "load", str(exc))]
-    text_path = path.parent / "texts" / notice.document.file
-    if not text_path.exists():
-        return [Problem(path.name, "document.file", f"no text at {text_path}")]
-    text = text_path.read_text(encoding="utf-8")
+    where = text_path(path.parent, notice)
+    if not where.exists():
+        return [Problem(path.name, "document.file", f"no text at {where}")]
+    text = where.read_text(encoding="utf-8")
     checks = (
         check_citations(notice, text, notice.document.file),
         check_windows(notice),
         check_references(notice),
         check_subsidies(notice),
+        check_age_groups(notice),
+        check_benefits(notice),
     )
     return [Problem(path.name, where, msg) for check in checks for where, msg in check]
 
@@ -207,7 +247,7 @@ def lint_faq(path: Path) -> list[Problem]:
         entries = load_entries(notice, path.parent)
     except (ValidationError, ValueError) as exc:
         return [Problem(name, "load", str(exc))]
-    text = (path.parent / "texts" / notice.document.file).read_text(encoding="utf-8")
+    text = text_path(path.parent, notice).read_text(encoding="utf-8")
     problems: list[Problem] = []
     ids = [e.id for e in entries]
     if len(set(ids)) != len(ids):
@@ -241,6 +281,43 @@ def lint_all(directory: Path = NOTICES_DIR) -> list[Problem]:
             problems.extend(lint_faq(path))
     problems.extend(_check_region_overlaps(directory))
     return problems
+
+
+@dataclass(frozen=True)
+class Report:
+    """What lint says about a notice beyond problems: how much FAQ it has, and the notice's
+    words that have no English yet (shown in Chinese inside English sentences)."""
+
+    file: str
+    faq_entries: int
+    untranslated: list[str]
+
+    def __str__(self) -> str:
+        faq = (
+            f"{self.faq_entries} FAQ entries (other questions fall back to the clauses)"
+            if self.faq_entries
+            else "no FAQ entries: questions are answered from the notice's clauses"
+        )
+        words = "、".join(self.untranslated) if self.untranslated else "none"
+        return f"{self.file}: {faq}; words without English ({len(self.untranslated)}): {words}"
+
+
+EN_CATALOG = Path(__file__).resolve().parent.parent / "locales/en/LC_MESSAGES/messages.po"
+
+
+def report(path: Path) -> Report:
+    from babel.messages.pofile import read_po
+
+    from policies.faq import load_entries
+    from policies.i18n_extract import extract_notices
+
+    notice = load_notice(path)
+    with EN_CATALOG.open("rb") as fh:
+        english = {m.id for m in read_po(fh) if m.id and m.string}
+    with path.open("rb") as fh:
+        shown = [text for _, _, text, _ in extract_notices(fh, None, None, {})]
+    missing = [t for t in dict.fromkeys(shown) if t not in english]
+    return Report(path.name, len(load_entries(notice, path.parent)), missing)
 
 
 def _check_region_overlaps(directory: Path) -> Iterator[Problem]:

@@ -83,6 +83,18 @@ class Library:
         best = max(near_hits.values())
         return [r for r, n in near_hits.items() if n == best]
 
+    def region_guesses(self, text: str) -> list[str]:
+        """Regions a two-character name with one character changed may mean, anywhere in the
+        text ("商落低保户交多少"): too weak to take ("商量" is one change from 商洛), so the
+        caller asks "您是说商洛市吗？". Only for texts ``regions_in`` finds nothing in."""
+        text = normalize(text)
+        found: list[str] = []
+        for name, region, alias in self._names:
+            two = len(name) == 2 and not name.isascii()
+            if alias and two and region not in found and _near(text, name, anywhere=True):
+                found.append(region)
+        return found
+
     @cached_property
     def _names(self) -> list[tuple[str, str, bool]]:
         """(normalised name, region id, whether a typo of it counts), one region's notices
@@ -120,7 +132,7 @@ def _word_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![a-z]){re.escape(name)}(?![a-z])")
 
 
-def _near(text: str, name: str) -> bool:
+def _near(text: str, name: str, anywhere: bool = False) -> bool:
     """``name`` with one character changed, added or dropped stands in ``text``.
 
     Two-character names (商洛, 通河) only change a character, and only where a place
@@ -148,14 +160,19 @@ def _near(text: str, name: str) -> bool:
             after = text[i + length : i + length + 1]
             before = text[i - 1 : i] if i else ""
             ends = not after and before and before in "在是住到从去"  # "我们在商落"
-            if size > 2 or len(text.strip()) <= 3 or (after and after in _SUFFIX) or ends:
+            if anywhere or size > 2 or len(text.strip()) <= 3 or (after and after in _SUFFIX):
+                return True
+            if ends:
                 return True
     return False
 
 
 def notice_files(directory: Path = NOTICES_DIR) -> list[Path]:
-    """``<region>-<year>.yaml``; the cases and FAQ files beside them have a second suffix."""
-    return sorted(p for p in directory.glob("*.yaml") if "." not in p.stem)
+    """``<region>-<year>.yaml``; the cases and FAQ files beside them have a second suffix
+    (or, in a notice directory under ``tests/data/``, are named ``cases.yaml``)."""
+    return sorted(
+        p for p in directory.glob("*.yaml") if "." not in p.stem and p.name != "cases.yaml"
+    )
 
 
 def load_notice(path: Path) -> Notice:
@@ -167,12 +184,25 @@ def load_notice(path: Path) -> Notice:
     return notice
 
 
+def text_path(directory: Path, notice: Notice) -> Path:
+    """The notice's text: in ``texts/`` beside the data file, or beside it directly (a
+    notice directory under ``tests/data/``)."""
+    inside = directory / "texts" / notice.document.file
+    return inside if inside.exists() else directory / notice.document.file
+
+
+def cases_path(notice_file: Path) -> Path:
+    """``<id>.cases.yaml`` beside the data file, or ``cases.yaml`` in a notice directory."""
+    named = notice_file.with_name(notice_file.stem + ".cases.yaml")
+    plain = notice_file.with_name("cases.yaml")
+    return plain if not named.exists() and plain.exists() else named
+
+
 def load_library(directory: Path = NOTICES_DIR) -> Library:
     notices = tuple(load_notice(p) for p in notice_files(directory))
     texts = {}
     for notice in notices:
-        text_path = directory / "texts" / notice.document.file
-        texts[notice.document.file] = text_path.read_text(encoding="utf-8")
+        texts[notice.document.file] = text_path(directory, notice).read_text(encoding="utf-8")
     return Library(notices=notices, texts=texts)
 
 

@@ -42,6 +42,11 @@ class Condition(Strict):
         default=None, description="fewer than N days from birth to 31 Dec of the birth year"
     )
     categories: list[Slug] | None = Field(default=None, description="any one of these")
+    without_cover: bool | None = Field(
+        default=None,
+        description="true: at least one year without coverage before the benefit year (断保);"
+        " false: none. An applicant who did not say counts as none",
+    )
 
 
 class Note(Strict):
@@ -136,6 +141,40 @@ class Period(Strict):
         return self
 
 
+class AgeGroup(Strict):
+    """One fee group by age (学生儿童, 劳动年龄内居民, 老年居民), ages counted on a stated day.
+
+    ``from_age`` and ``below_age`` are full years (周岁) on ``AgeGroups.counted_on``;
+    ``categories`` put their members in this group whatever their age (在校学生).
+    """
+
+    id: Slug
+    name: str
+    from_age: int = Field(default=0, ge=0)
+    below_age: int | None = Field(default=None, ge=1, description="null: no upper bound")
+    categories: list[Slug] = []
+    fee: int = Field(ge=0)
+    cite: Citation
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AgeGroup:
+        if self.below_age is not None and self.below_age <= self.from_age:
+            raise ValueError(f"age group {self.id}: below_age must exceed from_age")
+        return self
+
+
+class AgeGroups(Strict):
+    """Fees by age group: the groups tile the ages from 0 up, in order."""
+
+    counted_on: DatedValue = Field(description="the day ages are counted on (年龄计算时点)")
+    groups: list[AgeGroup] = Field(min_length=1)
+
+    @property
+    def by_age(self) -> list[AgeGroup]:
+        """The groups that take ages; a group with categories and no ages takes only those."""
+        return [g for g in self.groups if not g.categories or g.from_age or g.below_age]
+
+
 class Payer(Strict):
     name: str
     amount: int | None = Field(default=None, description="yuan; omitted when it pays it all")
@@ -196,7 +235,7 @@ BenefitStart = Literal[
     "next_month_first",  # the first day of the month after payment
     "from_birth",
     "from_payment",
-    "after_waiting",  # payment date plus waiting_months
+    "after_waiting",  # the rule's waiting period (see Waiting)
     "unspecified",  # the notice does not say: a note with `ask` must explain
 ]
 
@@ -209,11 +248,48 @@ class Alternative(Strict):
     cite: Citation
 
 
+class Waiting(Strict):
+    """A waiting period (待遇等待期): ``months`` fixed, counted from ``counted_from``, plus
+    ``per_year_without_cover`` months for each year without coverage (断保) before the benefit
+    year, the extra capped at ``extra_cap`` and the whole at ``total_cap``.
+
+    ``counted_from`` is the payment day, the first day of the next month, or a day the
+    notice states (e.g. 2026-01-01 for payments in the concentrated period). Benefits start
+    on that day plus the months (the month's last day where the day number does not exist).
+    The rule's ``cite`` is the fixed part; ``extra_cite`` the per-year part.
+    """
+
+    months: int = Field(ge=1)
+    counted_from: Literal["payment", "next_month_first"] | DatedValue = "payment"
+    per_year_without_cover: int = Field(default=0, ge=0)
+    extra_cap: int | None = Field(default=None, ge=1)
+    total_cap: int | None = Field(default=None, ge=1)
+    extra_cite: Citation | None = None
+
+    @model_validator(mode="after")
+    def _sourced(self) -> Waiting:
+        extra = self.per_year_without_cover > 0
+        if extra and self.extra_cite is None:
+            raise ValueError("months per year without cover need their citation (extra_cite)")
+        if not extra and (self.extra_cap or self.total_cap or self.extra_cite):
+            raise ValueError("extra_cap, total_cap and extra_cite go with per_year_without_cover")
+        if self.total_cap is not None and self.total_cap < self.months:
+            raise ValueError("total_cap is below the fixed months")
+        return self
+
+    def months_for(self, years_without_cover: int) -> int:
+        extra = self.per_year_without_cover * years_without_cover
+        if self.extra_cap is not None:
+            extra = min(extra, self.extra_cap)
+        total = self.months + extra
+        return total if self.total_cap is None else min(total, self.total_cap)
+
+
 class Rule(Strict):
     when: Condition = Condition()
     enroll: Literal["allowed", "not_allowed", "unknown"] = "allowed"
     benefit_start: BenefitStart | None = None
-    waiting_months: int | None = Field(default=None, ge=1)
+    waiting: Waiting | None = None
     fee: int | Literal["standard", "unknown"] = "standard"
     fee_breakdown: str | None = None
     subsidies: bool = Field(default=True, description="whether category subsidies apply")
@@ -230,8 +306,8 @@ class Rule(Strict):
             raise ValueError("an allowed rule needs benefit_start")
         if self.enroll != "allowed" and not self.notes:
             raise ValueError("a rule that does not allow enrolment must say why in notes")
-        if (self.benefit_start == "after_waiting") != (self.waiting_months is not None):
-            raise ValueError("waiting_months goes with benefit_start: after_waiting")
+        if (self.benefit_start == "after_waiting") != (self.waiting is not None):
+            raise ValueError("waiting goes with benefit_start: after_waiting")
         gaps = self.benefit_start == "unspecified" or self.enroll == "unknown"
         if (gaps or self.fee == "unknown") and not any(n.ask for n in self.notes):
             raise ValueError("a rule with a gap needs a note naming the office to ask (ask)")
@@ -325,6 +401,62 @@ class Table(Strict):
         return self
 
 
+class CapRaise(Strict):
+    """A raise of a benefit's annual cap (连续参保激励 / 零报销激励).
+
+    ``amount`` yuan for each counted year beyond ``after_years`` (连续参保满4年后每多1年:
+    after_years 4), at most ``max_total`` in all. ``by`` says which years count: years of
+    continuous enrolment including the benefit year, or consecutive claim-free years.
+    """
+
+    by: Literal["continuous_years", "claim_free_years"]
+    after_years: int = Field(default=0, ge=0)
+    amount: int = Field(ge=1)
+    max_total: int | None = Field(default=None, ge=1)
+    cite: Citation
+
+    def raise_for(self, years: int) -> int:
+        total = max(0, years - self.after_years) * self.amount
+        return total if self.max_total is None else min(total, self.max_total)
+
+
+class Reduction(Strict):
+    """A lower deductible for some applicants (困难群众起付线降低50%)."""
+
+    when: Condition
+    deductible_percent: int = Field(ge=1, le=100, description="share of the deductible taken off")
+    text: str = Field(description="what else changes, in the notice's words")
+    cite: Citation
+
+
+class Benefit(Strict):
+    """A benefit level the notice states (普通门诊统筹, 大病保险): what cover the person gets.
+
+    ``summary`` says the rates in the notice's words; ``deductible`` (起付线) and ``cap``
+    (年度最高支付限额) are yuan, ``cap_per_tier`` where the cap depends on the tier.
+    """
+
+    id: Slug
+    name: str
+    summary: str
+    deductible: int | None = Field(default=None, ge=0)
+    cap: int | None = Field(default=None, ge=0)
+    cap_per_tier: dict[int, int] | None = None
+    raises: list[CapRaise] = []
+    reductions: list[Reduction] = []
+    cite: Citation
+
+    @model_validator(mode="after")
+    def _one_cap(self) -> Benefit:
+        if self.cap is not None and self.cap_per_tier is not None:
+            raise ValueError(f"benefit {self.id}: give cap or cap_per_tier, not both")
+        if self.raises and self.cap is None:
+            raise ValueError(f"benefit {self.id}: raises need a single cap")
+        if self.reductions and self.deductible is None:
+            raise ValueError(f"benefit {self.id}: reductions need a deductible")
+        return self
+
+
 class Notice(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*-\d{4}$")  # <region>-<benefit year>
     region: Region
@@ -335,6 +467,7 @@ class Notice(Strict):
     newborn_days: Amount
     fee: Amount | None = None
     tiers: list[Tier] | None = None
+    age_groups: AgeGroups | None = None
     categories: list[Category]
     multiple_categories: MultipleCategories
     windows: list[Window] = Field(min_length=1)
@@ -344,6 +477,7 @@ class Notice(Strict):
     refunds: list[Note] = []
     offices: list[Office] = Field(min_length=1)
     ask_office: Slug = Field(description="the office to ask when the notice is silent")
+    benefits: list[Benefit] = []
     newborn_beyond_windows: Citation | None = Field(
         default=None,
         description="newborns of the benefit year may register within newborn_days of birth"
@@ -354,8 +488,9 @@ class Notice(Strict):
 
     @model_validator(mode="after")
     def _fee_or_tiers(self) -> Notice:
-        if (self.fee is None) == (self.tiers is None):
-            raise ValueError("give exactly one of fee (single standard) or tiers")
+        given = [k for k in ("fee", "tiers", "age_groups") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of fee (single standard), tiers or age_groups")
         if not self.channels and self.channels_note is None:
             raise ValueError("no channels listed: channels_note must say where to find them")
         return self
@@ -374,3 +509,22 @@ class Notice(Strict):
 
     def tier(self, tier_id: int) -> Tier | None:
         return next((t for t in self.tiers or [] if t.id == tier_id), None)
+
+    @property
+    def standard_fees(self) -> list[int]:
+        """Every standard personal contribution the notice states (one per tier or group)."""
+        if self.tiers:
+            return [t.fee for t in self.tiers]
+        if self.age_groups:
+            return [g.fee for g in self.age_groups.groups]
+        return [self.fee.amount] if self.fee else []
+
+    @property
+    def uses_years_without_cover(self) -> bool:
+        """Whether any rule depends on years without coverage (the conversation asks it)."""
+        return any(
+            r.when.without_cover is not None
+            or (r.waiting is not None and r.waiting.per_year_without_cover > 0)
+            for w in self.windows
+            for r in w.rules
+        )

@@ -43,6 +43,10 @@ class Applicant:
     payment_date: dt.date
     categories: frozenset[str] = frozenset()
     tier: int | None = None
+    # Coverage history, asked only where the notice uses it; None: not said.
+    years_without_cover: int | None = None  # 断保年数 before the benefit year
+    continuous_years: int | None = None  # years of continuous enrolment, this one included
+    claim_free_years: int | None = None  # consecutive years without reimbursement
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,19 @@ class AlternativeQuote:
 
 
 @dataclass(slots=True)
+class BenefitLine:
+    """One benefit level for this applicant (what cover they get), with its sources."""
+
+    id: str
+    name: str
+    summary: str
+    deductible: int | None
+    cap: int | None
+    source: SourceRef
+    notes: tuple[QuoteNote, ...] = ()  # raises and reductions, each with its clause
+
+
+@dataclass(slots=True)
 class Quote:
     region: str
     region_name: str
@@ -128,7 +145,12 @@ class Quote:
     registration: tuple[QuoteNote, ...] = ()
     alternatives: tuple[AlternativeQuote, ...] = ()
     other_notes: tuple[QuoteNote, ...] = ()  # notes whose `when` this applicant does not meet
-    waiting_months: int | None = None  # benefits begin this many months after payment
+    # Months of waiting before benefits begin (0: none); set where the rule says.
+    waiting_months: int | None = None
+    age_group: str | None = None  # the fee group's name where the notice groups by age
+    benefits: tuple[BenefitLine, ...] = ()
+    # The outcome depends on years without coverage and the applicant has not said them.
+    needs_years_without_cover: bool = False
     office: str | None = None  # who to ask where the notice leaves the case undecided
 
     @property
@@ -152,6 +174,18 @@ class Quote:
             for n in self.notes
         ]
         data["other_notes"] = [n.text for n in self.other_notes]
+        data["benefits"] = [
+            {
+                "id": b.id,
+                "name": b.name,
+                "summary": b.summary,
+                "deductible": b.deductible,
+                "cap": b.cap,
+                "source": asdict(b.source),
+                "notes": [n.text for n in b.notes],
+            }
+            for b in self.benefits
+        ]
         data["registration"] = [
             {"text": r.text, "source": r.source and asdict(r.source)} for r in self.registration
         ]

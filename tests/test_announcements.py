@@ -90,8 +90,9 @@ def test_shangluo_deadline_counts_down_and_names_the_gap() -> None:
     notice = _notice("shangluo")
     text = plain(render("deadline", notice, "zh_Hans", today=dt.date(2023, 12, 13)))
     assert "还有 7 天截止" in text and "截止日期：2023年12月20日" in text
-    # 四: the 补缴期 starts 2024-01-01, nothing is said of 12-21 … 12-31: say so, name the office.
-    assert "通知未写明能否参保缴费" in text and "可咨询：税务部门" in text
+    # 四（一）: "未在集中缴费期或补缴期参保缴费的，不得享受参保年度的居民医保待遇": 12-21 … 12-31
+    # is in neither, so paying then gives no 2024 cover; 四: an extension is the tax office's.
+    assert "在这几天缴费不能享受2024年度待遇" in text and "可咨询：税务部门" in text
     tomorrow = plain(render("deadline", notice, "zh_Hans", today=dt.date(2023, 12, 19)))
     assert "明天截止" in tomorrow
     later = plain(render("deadline", notice, "zh_Hans", today=dt.date(2024, 6, 20)))

@@ -8,8 +8,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
+from notice_dirs import DATA_DIR
 
 from policies.cli import main
+from policies.loader import NOTICES_DIR, notice_files
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -24,17 +27,37 @@ def quote_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:  # type:
     return json.loads(out)  # type: ignore[no-any-return]
 
 
-def test_regions_json_lists_the_five_notices(capsys: pytest.CaptureFixture[str]) -> None:
+def test_regions_json_lists_every_loaded_notice(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "regions", "--json")
     assert code == 0
-    rows = {r["id"]: (r["name"], r["benefit_year"]) for r in json.loads(out)}
-    assert rows == {
-        "dalate": ("达拉特旗", 2023),
-        "tonghe": ("通河县", 2023),
-        "wulateqianqi": ("乌拉特前旗", 2024),
-        "fengshan": ("凤山街道", 2023),
-        "shangluo": ("商洛市", 2024),
-    }
+    listed = json.loads(out)
+    assert len(listed) == len(notice_files(NOTICES_DIR))  # one row per data file
+    rows = {r["id"]: (r["name"], r["benefit_year"]) for r in listed}
+    assert (
+        rows.items()
+        >= {  # the shipped notices, read off their texts
+            "dalate": ("达拉特旗", 2023),
+            "tonghe": ("通河县", 2023),
+            "wulateqianqi": ("乌拉特前旗", 2024),
+            "fengshan": ("凤山街道", 2023),
+            "shangluo": ("商洛市", 2024),
+        }.items()
+    )
+
+
+def test_lint_takes_a_notice_directory_and_reports_faq_and_english(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "lint", str(DATA_DIR / "example-2027"))
+    assert code == 0
+    assert (
+        "yangli-2027.yaml: no FAQ entries: questions are answered from the notice's clauses" in out
+    )
+    assert "样例县" in out.split("words without English")[1]  # no English for it yet
+    code, out, _ = run(capsys, "lint")
+    entries = yaml.safe_load((NOTICES_DIR / "fengshan-2023.faq.yaml").read_text("utf-8"))
+    assert f"fengshan-2023.yaml: {len(entries)} FAQ entries" in out
+    assert out.endswith("all notices pass\n")
 
 
 def test_categories_use_the_notice_words(capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,3 +241,24 @@ def test_undecided_is_null_not_false(capsys: pytest.CaptureFixture[str]) -> None
     )
     assert code == 0 and "通知没有写明能否参保缴费，请向县医疗保障局咨询" in out
     assert "不能参保" not in out
+
+
+def test_quote_from_a_notice_directory_with_history(capsys: pytest.CaptureFixture[str]) -> None:
+    data = quote_json(
+        capsys,
+        *("--notices", str(DATA_DIR / "example-2027"), "--region", "yangli"),
+        *("--birth-date", "1980-05-01", "--date", "2026-11-20"),
+        *("--years-without-cover", "2", "--continuous-years", "6", "--claim-free-years", "1"),
+    )
+    # 一（二）: 420 for 18-59; 四（一）（二）: 3 + 2 months from 1 January 2027; 五（二）（三）
+    # （四）: 300000 + 2 × 10000 + 5000.
+    assert (data["age_group"], data["fee"], data["waiting_months"]) == ("劳动年龄内居民", 420, 5)
+    assert data["benefit_start"] == "2027-06-01"
+    caps = {b["id"]: b["cap"] for b in data["benefits"]}
+    assert caps == {"outpatient": 400, "critical_illness": 325000}
+    code, out, _ = run(
+        capsys,
+        *("quote", "--notices", str(DATA_DIR / "example-2027"), "--region", "yangli"),
+        *("--birth-date", "1980-05-01", "--date", "2026-11-20"),
+    )
+    assert code == 0 and "劳动年龄内居民" in out and "待遇水平：大病保险" in out

@@ -204,11 +204,11 @@ def test_quote_dalate_pay_first_then_reimbursed() -> None:
 
 
 def test_undecided_says_the_notice_does_not_say_and_names_the_office() -> None:
-    chat = at_categories()
+    chat = at_categories("tonghe", "1980-05-01")
     chat.press("cat:none")
-    reply = chat.text("2023-12-25")
-    # 四: 集中缴费期 to 12月20日, 补缴期 from 2024年1月1日; 21–31 Dec is not named.
-    assert "通知没有写明这种情况能否参保缴费，请向税务部门咨询" in reply.html
+    reply = chat.text("2023-01-15")
+    # 通河县 四: the concentrated period ends 2022-12-31; only newborns are provided for after.
+    assert "通知没有写明这种情况能否参保缴费，请向县医疗保障局咨询" in reply.html
     assert "不能参保" not in reply.html
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from notice_dirs import DATA_DIR, data_notice_dirs
 
 from policies.lint import clause_spans, lint_all
 from policies.loader import NOTICES_DIR
@@ -111,3 +112,60 @@ def test_clause_locator_reads_nested_clauses() -> None:
     annex = (NOTICES_DIR / "texts" / "003_b58880bcec2f7fe6.txt").read_text(encoding="utf-8")
     ((lo, hi),) = clause_spans(annex, "附件2")
     assert "计划生育手术并发症对象" in annex[lo:hi] and "巷口社区" not in annex[lo:hi]
+
+
+@pytest.mark.parametrize("directory", data_notice_dirs(), ids=lambda d: d.name)
+def test_notice_directories_under_tests_data_pass(directory: Path) -> None:
+    assert lint_all(directory) == []
+
+
+def _lint_example(tmp_path: Path, mutate: Mutation) -> list[str]:
+    source = DATA_DIR / "example-2027"
+    shutil.copy(source / "notice.txt", tmp_path / "notice.txt")
+    data = yaml.safe_load((source / "yangli-2027.yaml").read_text(encoding="utf-8"))
+    mutate(data)
+    target = tmp_path / "yangli-2027.yaml"
+    target.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return [str(p) for p in lint_all(tmp_path)]
+
+
+def _age_gap(d: dict) -> None:  # type: ignore[type-arg]
+    d["age_groups"]["groups"][1]["from_age"] = 19
+
+
+def _age_open_end(d: dict) -> None:  # type: ignore[type-arg]
+    d["age_groups"]["groups"][2]["below_age"] = 100
+
+
+def _age_unknown_category(d: dict) -> None:  # type: ignore[type-arg]
+    d["age_groups"]["groups"][0]["categories"] = ["no_such_group"]
+
+
+def _percent_of_group_fee(d: dict) -> None:  # type: ignore[type-arg]
+    d["categories"][3]["subsidy"]["percent"] = 33  # 33 % of 400, 420, 360: not whole yuan
+
+
+def _raise_quote(d: dict) -> None:  # type: ignore[type-arg]
+    d["benefits"][1]["raises"][0]["cite"]["quote"] = "每多连续参保1年提高2万元"
+
+
+def _waiting_extra_uncited(d: dict) -> None:  # type: ignore[type-arg]
+    del d["windows"][1]["rules"][2]["waiting"]["extra_cite"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (_age_gap, "starts at 19, not 18"),
+        (_age_open_end, "no group takes ages from 100 up"),
+        (_age_unknown_category, "'no_such_group' is referenced but not defined"),
+        (_percent_of_group_fee, "not give whole yuan"),
+        (_raise_quote, "quote not in notice.txt"),
+        (_waiting_extra_uncited, "need their citation (extra_cite)"),
+    ],
+)
+def test_lint_catches_new_rule_kind_mistakes(
+    tmp_path: Path, mutate: Mutation, expected: str
+) -> None:
+    problems = _lint_example(tmp_path, mutate)
+    assert any(expected in p for p in problems), problems

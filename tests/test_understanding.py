@@ -160,3 +160,20 @@ def test_how_much_first_starts_the_quote_and_a_question_waits_for_the_region() -
     state, replies = chat(Command("start"), Text("在哪交？"), Text("商洛"))
     assert "〔五（一）1〕" in replies[0].html and state.step == Step.BIRTH
     assert "出生日期" in replies[-1].html and state.faq_question is None
+
+
+def test_a_two_character_region_typo_in_a_sentence_is_asked_not_taken() -> None:
+    # "商落" inside a sentence may be 商洛 (or "商量"…): asked, never answered for a region.
+    state, replies = chat(Text("商落低保户交多少"))
+    assert state.region is None and state.step == Step.REGION
+    assert "您是说商洛市吗" in replies[-1].html
+    assert replies[-1].buttons[0][0].data == "region:shangluo"
+    state, _ = chat(Text("商落低保户交多少"), Press("region:shangluo"))
+    assert state.region == "shangluo" and state.categories == ["dibao"]
+    # The FAQ asks the same way, then answers (商洛市 二（二）: 低保对象 190 元).
+    state, replies = chat(Command("cancel"), Text("商落低保户能补多少"))
+    assert [[b.data for b in row] for row in replies[-1].buttons] == [["faqregion:shangluo"]]
+    state, replies = chat(
+        Command("cancel"), Text("商落低保户能补多少"), Press("faqregion:shangluo")
+    )
+    assert "190" in replies[-1].html and "〔二（二）〕" in replies[-1].html
