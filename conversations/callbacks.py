@@ -5,10 +5,10 @@ every press is checked here before a handler looks at it: a known shape with a v
 that fits, or None (the handlers then answer as for a button from an old keyboard).
 
 Shapes (``name`` and ``name:value``): restart, back, faq, edit, edit:<question>,
-lang:<locale>, region:<id>, cat:<id>, tier:<number>, pay:today, pay:<YYYY-MM-DD>,
-faqregion:<id>, sub:<region>, qd:<detail of a quote>; staff: bc:t:<template>,
-bc:r:<region>, bc:l:<locale>, bc:send, bc:quit, bc:stop:<broadcast id>, rem:on:<region>,
-rem:off:<region>.
+lang:<locale>, region:<id>, cat:<id>, tier:<number>, cover:<years>, pay:today,
+pay:<YYYY-MM-DD>, faqregion:<id>, sub:<region>, qd:<detail of a quote>; staff:
+bc:t:<template>, bc:r:<region>, bc:l:<locale>, bc:send, bc:quit, bc:stop:<broadcast id>,
+rem:on:<region>, rem:off:<region>. A new kind of button needs its shape here.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ _VALUE = {
     "region": _ID,
     "cat": _ID,
     "tier": r"[0-9]{1,3}",
+    "cover": r"[0-9]{1,2}",  # years without coverage
     "pay": r"today|[0-9]{4}-[0-9]{2}-[0-9]{2}",
     "faqregion": _ID,
     "sub": _ID,

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from bot.service import ConversationService
 from bot.splitting import split_html
 from bot.storage import Store
-from conversations import announcements
+from conversations import announcements, callbacks
 from conversations.i18n import LOCALES
 from conversations.state import Command, Event, Press, Reply, Text
 from policies.loader import default_library
@@ -52,7 +52,7 @@ COMMANDS = [
 BUTTONS = [
     *["restart", "back", "faq", "edit", "bc:send", "bc:quit"],
     *["pay:today", "pay:2023-11-01", "pay:2022-12-10", "cat:none", "cat:done"],
-    *(f"edit:{s}" for s in ("region", "birth", "categories", "tier", "payment")),
+    *(f"edit:{s}" for s in ("region", "birth", "categories", "tier", "payment", "cover")),
     *(f"lang:{code}" for code in LOCALES),
     *(f"bc:l:{code}" for code in LOCALES),
     *(
@@ -62,7 +62,7 @@ BUTTONS = [
     ),
     *(f"cat:{c}" for c in CATEGORIES),
     *(f"bc:t:{t}" for t in announcements.TEMPLATES),
-    *["tier:1", "tier:2", "bc:stop:1", "qd:nonesuch"],
+    *["tier:1", "tier:2", "bc:stop:1", "qd:nonesuch", "cover:0", "cover:3", "cover:99"],
     *(f"qd:{detail}" for detail in ("why", "pay", "reg", "notes", "offline", "online", "pic")),
 ]
 FORGED = ["edit:xyz", "edit:", "rem:", "rem:on", "bc:stop:²", "bc:stop:" + "9" * 25, "cat:", "x"]
@@ -110,6 +110,8 @@ def check(reply: Reply) -> None:
     datas = [b.data for row in reply.buttons for b in row]
     assert len(datas) <= MAX_BUTTONS
     assert all(1 <= len(d.encode()) <= MAX_CALLBACK_DATA for d in datas), datas
+    # Every button we offer passes the parser (else pressing it would say "expired").
+    assert all(callbacks.parse(d) is not None for d in datas), datas
     assert all(b.label.strip() for row in reply.buttons for b in row)
 
 
