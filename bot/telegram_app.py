@@ -11,7 +11,8 @@ import contextlib
 import datetime as dt
 import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from telegram import (
     BotCommand,
@@ -23,7 +24,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -53,6 +54,7 @@ from policies.loader import default_library
 from policies.text import N_
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COMMANDS = (
     ("start", N_("开始计算居民医保缴费")),
@@ -337,6 +339,18 @@ class ProgressReporter:
             self.messages.pop(progress.broadcast_id, None)
 
 
+async def _at_start(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
+    """A start-up call to the Bot API, made again after a network error: a dropped
+    connection must not keep the bot from starting (seen once on a loaded CI host)."""
+    for attempt in range(attempts - 1):
+        try:
+            return await call()
+        except NetworkError:
+            log.warning("Bot API unreachable at start-up, trying again (%d)", attempt + 1)
+            await asyncio.sleep(0.5 * 2**attempt)
+    return await call()
+
+
 def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
     assert settings.bot_token is not None
     store = Store(settings.database_url)
@@ -352,12 +366,12 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         # jieba and the FAQ index take a couple of seconds: build them before the first question.
         app.bot_data["faq_warmup"] = asyncio.get_running_loop().run_in_executor(None, default_index)
         for code, locale in MENU_LANGUAGES.items():
-            await app.bot.set_my_commands(command_menu(locale), language_code=code)
+            menus = functools.partial(app.bot.set_my_commands, language_code=code)
+            await _at_start(functools.partial(menus, command_menu(locale)))
             for staff_id in settings.staff_ids:
-                await app.bot.set_my_commands(
-                    command_menu(locale, staff=True),
-                    scope=BotCommandScopeChat(staff_id),
-                    language_code=code,
+                staff = command_menu(locale, staff=True)
+                await _at_start(
+                    functools.partial(menus, staff, scope=BotCommandScopeChat(staff_id))
                 )
         pacer = Pacer(settings.broadcast_per_second, settings.broadcast_per_chat_interval)
         worker = DeliveryWorker(

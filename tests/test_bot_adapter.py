@@ -76,3 +76,32 @@ def test_long_replies_are_split_at_line_breaks() -> None:
     chunks = split_html(html, limit=1000)
     assert all(len(c) <= 1000 for c in chunks)
     assert "\n".join(chunks) == html
+
+
+async def test_start_up_calls_are_made_again_after_a_network_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection dropped during start-up (setMyCommands) must not stop the bot."""
+    from telegram.error import NetworkError
+
+    from bot.telegram_app import _at_start
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr("bot.telegram_app.asyncio.sleep", no_wait)
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise NetworkError("httpx.ReadError")
+        return "ok"
+
+    assert await _at_start(flaky) == "ok" and len(calls) == 3
+
+    async def down() -> str:
+        raise NetworkError("down")
+
+    with pytest.raises(NetworkError):
+        await _at_start(down)
