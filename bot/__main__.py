@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 import sys
 
+from bot import migrate as migrations
 from bot import redaction
 from bot.config import Settings
 from bot.console import plain, run_console
@@ -24,7 +25,7 @@ from policies.models import Notice
 
 async def _console(settings: Settings, language: str | None, staff: bool) -> None:
     store = Store(settings.database_url)
-    await store.init()
+    await store.init(migrate=settings.migrates_at_start)
     try:
         service = ConversationService(store, default_library(), settings.timezone)
         await run_console(service, language=language, staff=staff)
@@ -100,7 +101,7 @@ async def _queue(
     key: str | None,
 ) -> int:
     store = Store(settings.database_url)
-    await store.init()
+    await store.init(migrate=settings.migrates_at_start)
     try:
         service = ConversationService(store, default_library(), settings.timezone)
         day = day or service.clock().date()
@@ -125,10 +126,33 @@ async def _queue(
     return 0
 
 
+async def _migrate(settings: Settings) -> None:
+    store = Store(settings.database_url)
+    try:
+        await store.init(migrate=True)
+    finally:
+        await store.close()
+
+
+def migrate(argv: list[str]) -> int:
+    """``python -m bot migrate``: the database at ``DATABASE_URL`` to the newest schema."""
+    parser = OneLineParser(prog="python -m bot migrate", description="把数据库升级到最新结构")
+    try:
+        parser.parse_args(argv)
+    except UsageError as err:
+        print(f"错误：{err}", file=sys.stderr)
+        return 2
+    asyncio.run(_migrate(Settings()))
+    print(f"数据库已是最新结构（迁移 {migrations.head()}）。")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     if args_in[:1] == ["broadcast"]:
         return broadcast(args_in[1:])
+    if args_in[:1] == ["migrate"]:
+        return migrate(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description="居民医保缴费助手")
     parser.add_argument("--console", action="store_true", help="在终端中运行（不连接 Telegram）")
     parser.add_argument(
@@ -155,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bot.telegram_app import run
 
-    run(settings)
+    try:
+        run(settings)
+    except migrations.SchemaBehind as exc:
+        print(f"错误：{exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,7 +1,7 @@
 """Subscriptions, broadcasts and one durable status row per recipient (SQLAlchemy Core).
 
-The tables live on :data:`bot.storage.metadata`, so ``Store.init()`` creates them once this
-module is imported (:meth:`BroadcastStore.init` does it too). Every function runs one short
+The tables live on :data:`bot.storage.metadata` and are made by the migrations
+(``bot/migrations``), as ``Store.init()`` runs them. Every function runs one short
 transaction through :meth:`bot.storage.Store._run`, on SQLite and PostgreSQL alike.
 
 A delivery row moves ``pending`` → ``inflight`` → ``sent`` | ``failed`` | ``unsubscribed``.
@@ -210,12 +210,8 @@ class BroadcastStore:
         self._clock = clock
 
     async def init(self) -> None:
-        """Create the broadcast tables (``Store.init()`` does as well once this is imported)."""
-
-        def work(conn: Connection) -> None:
-            metadata.create_all(conn, tables=list(TABLES))
-
-        await self.store._run(work, commit=True)
+        """Migrate the database (the broadcast tables are in the migrations with the rest)."""
+        await self.store.init()
 
     # ------------------------------------------------------------------ subscriptions
 

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     # A local Bot API server or a test stand-in, e.g. http://127.0.0.1:8081/bot
     telegram_base_url: str = "https://api.telegram.org/bot"
     database_url: str = "sqlite+aiosqlite:///./data/bot.db"
+    # Migrate the schema to head at start; unset: on for SQLite (./start.sh on a fresh
+    # machine), off for PostgreSQL, where `python -m bot migrate` is a deployment step.
+    auto_migrate: bool | None = None
     staff_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     webhook_url: str | None = None  # polling when unset
     webhook_secret: SecretStr | None = None
@@ -34,6 +37,12 @@ class Settings(BaseSettings):
     broadcast_worker: bool = True
     broadcast_progress_interval: float = 10.0  # seconds between progress messages to staff
     reminder_hour: int = Field(default=9, ge=0, le=23)  # scheduled reminders go from then
+
+    @property
+    def migrates_at_start(self) -> bool:
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return self.database_url.startswith("sqlite")
 
     @field_validator("staff_ids", mode="before")
     @classmethod

@@ -43,6 +43,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot import migrate as migrations
 from conversations.state import State
 
 T = TypeVar("T")
@@ -160,8 +161,18 @@ class Store:
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, in_thread)
 
-    async def init(self) -> None:
-        await self._run(metadata.create_all, commit=True)
+    async def init(self, migrate: bool = True) -> None:
+        """Ready the database: migrate it to head, or with ``migrate`` off only check that
+        someone did (:class:`bot.migrate.SchemaBehind` if not)."""
+        if migrate:
+            await self._run(migrations.upgrade, commit=True)
+        else:
+            found = await self._run(migrations.current, commit=False)
+            if found != migrations.head():
+                raise migrations.SchemaBehind(
+                    f"database at migration {found}, code at {migrations.head()}: "
+                    "run `python -m bot migrate` (or set AUTO_MIGRATE=true)"
+                )
         await self.scrub()  # a crash may have left cleared data in the write-ahead log
 
     async def scrub(self) -> None:

@@ -359,7 +359,7 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         await app.bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
 
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        await store.init()
+        await store.init(migrate=settings.migrates_at_start)
         service = ConversationService(store, default_library(), settings.timezone)
         app.bot_data["service"] = service
         app.bot_data["staff_ids"] = settings.staff_ids

@@ -1,0 +1,172 @@
+"""The schema comes from the Alembic migrations alone: an empty SQLite file and an empty
+PostgreSQL database migrate to head, end up with exactly the tables the code uses, and the
+bot starts on them (and refuses to start on one nobody migrated, with AUTO_MIGRATE off)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from test_e2e_bot import ROOT, WELCOME, Chat, Harness
+
+import bot.broadcast_store  # noqa: F401  (its tables are on the metadata compared)
+from bot import migrate as migrations
+from bot.storage import Store, conversations, metadata
+from conversations.state import State
+
+TABLES = {
+    "conversations",
+    "outbox",
+    "subscriptions",
+    "broadcasts",
+    "broadcast_texts",
+    "deliveries",
+    "audit",
+    "reminder_settings",
+}
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the shared test server (the others' tables are not in it)."""
+    name = f"mig_{uuid.uuid4().hex[:12]}"
+    server = make_url(postgres_url)
+
+    async def admin(sql: str) -> None:
+        engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    yield server.set(database=name).render_as_string(hide_password=False)
+    asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path}/bot.db"
+    return str(request.getfixturevalue("postgres_db"))
+
+
+@pytest.fixture
+async def store(empty_url: str) -> AsyncIterator[Store]:
+    s = Store(empty_url)
+    yield s
+    await s.close()
+
+
+def differences(conn: Connection) -> list[object]:
+    """What the migrated schema lacks or has beyond the code's tables (empty: the same)."""
+    return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+
+def tables(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names()) - {"alembic_version"}
+
+
+def migrate_cli(url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_cli_migrates_an_empty_database_to_exactly_the_codes_tables(
+    empty_url: str, store: Store
+) -> None:
+    assert await store._run(tables, commit=False) == set()
+    done = migrate_cli(empty_url)
+    assert done.returncode == 0, done.stderr
+    assert "0001" in done.stdout
+    assert await store._run(migrations.current, commit=False) == migrations.head() == "0001"
+    assert await store._run(tables, commit=False) == TABLES
+    assert await store._run(differences, commit=False) == []
+    again = migrate_cli(empty_url)  # at head already: nothing to do, no error
+    assert again.returncode == 0, again.stderr
+
+
+async def test_processes_starting_together_migrate_once(store: Store, empty_url: str) -> None:
+    others = [Store(empty_url) for _ in range(3)]
+    try:
+        await asyncio.gather(store.init(), *(s.init() for s in others))
+    finally:
+        for s in others:
+            await s.close()
+    assert await store._run(migrations.current, commit=False) == "0001"
+    assert await store._run(differences, commit=False) == []
+
+
+async def test_without_auto_migrate_an_unmigrated_database_is_refused(store: Store) -> None:
+    with pytest.raises(migrations.SchemaBehind, match="python -m bot migrate"):
+        await store.init(migrate=False)
+    await store.init()
+    await store.init(migrate=False)  # at head now
+
+
+async def test_a_database_made_before_migrations_is_taken_over_with_its_rows(
+    store: Store,
+) -> None:
+    """What the former ``create_all`` made: all tables there, no alembic_version."""
+    await store._run(metadata.create_all, commit=True)
+    state = State(lang="en")
+    assert await store.commit(42, state, 0) == []
+    await store.init()
+    assert await store._run(migrations.current, commit=False) == "0001"
+    loaded, version = await store.load(42)
+    assert loaded is not None and loaded.lang == "en" and version == 1
+    rows = await store._run(
+        lambda c: c.execute(select(conversations.c.chat_id)).all(), commit=False
+    )
+    assert [r.chat_id for r in rows] == [42]
+
+
+def test_bot_starts_and_answers_on_a_migrated_postgres_database(
+    harness: Harness, postgres_db: str
+) -> None:
+    assert migrate_cli(postgres_db).returncode == 0
+    harness.launch(DATABASE_URL=postgres_db, AUTO_MIGRATE="false")
+    reply = Chat(harness.stub).send("/start")
+    assert WELCOME in reply["text"]
+
+
+def test_bot_on_a_fresh_sqlite_file_migrates_itself(harness: Harness) -> None:
+    """./start.sh on a new machine: no migrate step, AUTO_MIGRATE unset."""
+    harness.launch()
+    reply = Chat(harness.stub).send("/start")
+    assert WELCOME in reply["text"]
+    assert harness.db.exists()
+
+
+def test_bot_refuses_an_unmigrated_postgres_database(harness: Harness, postgres_db: str) -> None:
+    """PostgreSQL without AUTO_MIGRATE: migrating is a deployment step, not a side effect."""
+    env = harness.env({"DATABASE_URL": postgres_db})
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=harness.tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "python -m bot migrate" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
