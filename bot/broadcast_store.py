@@ -511,6 +511,15 @@ class BroadcastStore:
 
         return await self.store._run(work, commit=False)
 
+    async def unfinished(self) -> int:
+        """Deliveries not finished yet, of every broadcast and process."""
+
+        def work(conn: Connection) -> int:
+            stmt = select(func.count()).where(deliveries.c.status.in_(UNFINISHED))
+            return int(conn.execute(stmt).scalar_one())
+
+        return await self.store._run(work, commit=False)
+
     # ------------------------------------------------------------------ delivery
 
     async def claim_next(self, batch: int = 1) -> list[Claimed]:

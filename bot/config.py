@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
+    # /healthz and /metrics: on the webhook's server, and on this port when set (polling).
+    metrics_port: int | None = None
+    metrics_listen: str = "127.0.0.1"
     timezone: str = "Asia/Shanghai"
     # Stored conversations untouched for this long are deleted (they hold birth dates).
     retention_hours: int = 24

@@ -61,6 +61,7 @@ from typing import TypeVar
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
 
+from bot import metrics
 from bot.broadcast_store import BroadcastStore, Claimed
 from bot.splitting import split_html
 from conversations.broadcast import Progress
@@ -313,6 +314,8 @@ class DeliveryWorker:
 
     async def _outcome(self, item: Claimed, status: str, error: str, attempts: int) -> None:
         store, bid, chat = self.store, item.broadcast_id, item.chat_id
+
+        metrics.BROADCAST.labels(status).inc()
 
         def record() -> Awaitable[bool]:
             if status == "sent":

@@ -32,6 +32,7 @@ from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application
 from telegram.warnings import PTBUserWarning
 
+from bot import metrics
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,27 @@ async def serve(app: App, settings: Settings) -> None:
     async with app:
         if app.post_init is not None:
             await app.post_init(app)
+        status = _status_server(app, settings)
         try:
             intake = poll(app) if not settings.webhook_url else webhook(app, settings)
             await _until(stop, asyncio.ensure_future(intake))
         finally:
+            if status is not None:
+                status.stop()
             if app.post_shutdown is not None:
                 await app.post_shutdown(app)
+
+
+def _status_server(app: App, settings: Settings) -> tornado.httpserver.HTTPServer | None:
+    """``/healthz`` and ``/metrics`` on ``METRICS_PORT``, when set."""
+    if settings.metrics_port is None:
+        return None
+    web = tornado.web.Application(
+        metrics.routes(app.bot_data["service"].broadcasts), log_function=lambda _h: None
+    )
+    server = tornado.httpserver.HTTPServer(web)
+    server.listen(settings.metrics_port, settings.metrics_listen)
+    return server
 
 
 async def _until(stop: asyncio.Event, task: asyncio.Future[None]) -> None:
@@ -83,11 +99,12 @@ async def handle(app: App, update: Update) -> bool:
     """Handle one update; True once its state is committed."""
     failed: set[int] = app.bot_data[UNCOMMITTED]
     failed.discard(update.update_id)
-    await app.process_update(update)
-    if update.update_id in failed:
-        failed.discard(update.update_id)
-        return False
-    return True
+    with metrics.HANDLING.time():
+        await app.process_update(update)
+    committed = update.update_id not in failed
+    failed.discard(update.update_id)
+    metrics.UPDATES.labels("committed" if committed else "failed").inc()
+    return committed
 
 
 async def handle_batch(app: App, updates: Sequence[Update]) -> set[int]:
@@ -203,7 +220,10 @@ async def webhook(app: App, settings: Settings) -> None:
     )
     path = "/" + settings.webhook_url.rstrip("/").rsplit("/", 1)[-1]
     web = tornado.web.Application(
-        [(rf"{path}/?", _WebhookHandler, {"app": app, "secret": secret})],
+        [
+            (rf"{path}/?", _WebhookHandler, {"app": app, "secret": secret}),
+            *metrics.routes(app.bot_data["service"].broadcasts),
+        ],
         log_function=lambda _handler: None,
     )
     server = tornado.httpserver.HTTPServer(web, max_body_size=MAX_BODY, xheaders=True)

@@ -36,7 +36,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot import reminders
+from bot import metrics, reminders
 from bot.config import Settings
 from bot.delivery import DeliveryWorker, Pacer
 from bot.intake import UNCOMMITTED, serve
@@ -132,6 +132,9 @@ async def send(context: ContextTypes.DEFAULT_TYPE, chat_id: int, outbox: list[Ou
             await service.sent(item)
             raise
         await service.sent(item)
+        metrics.REPLIES.inc()
+        if item.reply.unanswered is not None:
+            metrics.FAQ_NO_ANSWER.labels(item.reply.unanswered).inc()
 
 
 async def _send_reply(
@@ -409,6 +412,8 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         ApplicationBuilder()
         .token(settings.bot_token.get_secret_value())
         .base_url(settings.telegram_base_url)
+        .request(metrics.CountingRequest(connection_pool_size=256))  # the builder's default
+        .get_updates_request(metrics.CountingRequest())
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .updater(None)  # bot.intake confirms updates only once they are committed

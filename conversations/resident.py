@@ -757,7 +757,8 @@ def answer_question(question: str, region: str | None, state: State, ctx: Contex
     buttons = [ctx.nav(RESTART)]
     if state.step == Step.QUOTED:
         buttons = [ctx.nav(EDIT, RESTART)]
-    return Reply(html=html, buttons=buttons)
+    unanswered = best.region if best.kind == "none" else None
+    return Reply(html=html, buttons=buttons, unanswered=unanswered)
 
 
 # -- the quote --------------------------------------------------------------------------

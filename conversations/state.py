@@ -165,6 +165,8 @@ class Reply(BaseModel):
     # A picture drawn by the adapter (Telegram: sendPhoto with ``html`` as caption; the
     # console: a PNG file); where none can be drawn, ``html`` alone is shown.
     photo: Timeline | None = None
+    # An FAQ question the notices of this region do not answer (counted, never the text).
+    unanswered: str | None = None
 
 
 State.model_rebuild()
