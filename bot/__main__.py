@@ -27,7 +27,7 @@ async def _console(settings: Settings, language: str | None, staff: bool) -> Non
     store = Store(settings.database_url)
     await store.init(migrate=settings.migrates_at_start)
     try:
-        service = ConversationService(store, default_library(), settings.timezone)
+        service = ConversationService(store, default_library(), clock=settings.now)
         await run_console(service, language=language, staff=staff)
     finally:
         await store.close()
@@ -75,9 +75,14 @@ def broadcast(argv: list[str]) -> int:
             return fail("排队发送需要 --staff-id，且该 id 须在 STAFF_IDS 中；只预览请加 --dry-run")
         if args.days is not None:
             return fail("--days 只用于 --dry-run 预览；排队发送时按 --date（默认今天）计算剩余天数")
-        return asyncio.run(
-            _queue(settings, args.template, notice, args.date, args.staff_id, args.key)
-        )
+        # As the bot does: the day it goes out (today unless --date) must not be past
+        # every date the announcement gives.
+        day = args.date or settings.now().date()
+        try:
+            announcements.context(args.template, notice, day)
+        except announcements.Unavailable as exc:
+            return fail(exc.reason.zh())
+        return asyncio.run(_queue(settings, args.template, notice, day, args.staff_id, args.key))
     try:
         texts = {
             locale: announcements.render(args.template, notice, locale, args.date, args.days)
@@ -96,15 +101,14 @@ async def _queue(
     settings: Settings,
     template: str,
     notice: Notice,
-    day: dt.date | None,
+    day: dt.date,
     staff_id: int,
     key: str | None,
 ) -> int:
     store = Store(settings.database_url)
     await store.init(migrate=settings.migrates_at_start)
     try:
-        service = ConversationService(store, default_library(), settings.timezone)
-        day = day or service.clock().date()
+        service = ConversationService(store, default_library(), clock=settings.now)
         action = QueueBroadcast(
             template=template,
             region=notice.region.id,

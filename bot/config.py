@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,6 +29,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = None
     metrics_listen: str = "127.0.0.1"
     timezone: str = "Asia/Shanghai"
+    # The calendar day the bot lives on, when not today: staff rehearsing a past or coming
+    # campaign against a copy of the database (and the end-to-end tests) set it.
+    today: dt.date | None = None
     # Stored conversations untouched for this long are deleted (they hold birth dates).
     retention_hours: int = 24
     # Broadcast delivery: Telegram's limits are about 30 messages a second overall and one
@@ -40,6 +45,13 @@ class Settings(BaseSettings):
     broadcast_worker: bool = True
     broadcast_progress_interval: float = 10.0  # seconds between progress messages to staff
     reminder_hour: int = Field(default=9, ge=0, le=23)  # scheduled reminders go from then
+
+    def now(self) -> dt.datetime:
+        """The time in ``TIMEZONE``, on ``TODAY`` when set."""
+        now = dt.datetime.now(ZoneInfo(self.timezone))
+        if self.today is None:
+            return now
+        return dt.datetime.combine(self.today, now.timetz())
 
     @property
     def migrates_at_start(self) -> bool:

@@ -363,7 +363,7 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
 
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await store.init(migrate=settings.migrates_at_start)
-        service = ConversationService(store, default_library(), settings.timezone)
+        service = ConversationService(store, default_library(), clock=settings.now)
         app.bot_data["service"] = service
         app.bot_data["staff_ids"] = settings.staff_ids
         # jieba and the FAQ index take a couple of seconds: build them before the first question.

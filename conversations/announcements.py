@@ -149,6 +149,31 @@ def available(notice: Notice) -> dict[str, Msg | None]:
     return reasons
 
 
+def last_day(template_id: str, notice: Notice) -> dt.date | None:
+    """The last day the announcement's dates speak of (None: the deadline countdown,
+    which picks a window still ahead itself)."""
+    if template_id == "collection_opens":
+        return notice.windows[0].end
+    if template_id == "late_payment":
+        return max((w.end for w in late_windows(notice)), default=None)
+    if template_id == "newborn":
+        return max((w.end for w in notice.windows if newborn_rules(w)), default=None)
+    if template_id == "subsidy_groups":
+        return notice.benefit_period.end
+    return None
+
+
+def stale(template_id: str, notice: Notice, today: dt.date) -> Msg | None:
+    """Why the announcement cannot go out on ``today``: every date it gives is past."""
+    last = last_day(template_id, notice)
+    if last is None or last >= today:
+        return None
+    return Msg(
+        N_("{region}这则公告所说的日期已于{date}过去，不能再发送"),
+        {"region": Term(notice.region.name), "date": last},
+    )
+
+
 def supported(notice: Notice) -> list[str]:
     return [t for t, reason in available(notice).items() if reason is None]
 
@@ -257,6 +282,8 @@ def context(
     if template_id not in TEMPLATES:
         raise KeyError(template_id)
     reason = available(notice)[template_id]
+    if reason is None and today is not None:
+        reason = stale(template_id, notice, today)
     if reason is not None:
         raise Unavailable(template_id, reason)
     first = notice.windows[0]

@@ -25,7 +25,7 @@ from bot.broadcast_store import BroadcastStore
 from bot.service import ConversationService
 from bot.storage import Store
 from conversations import announcements
-from conversations.state import Command, Press, Reply, Text
+from conversations.state import Command, Press, QueueBroadcast, Reply, Text
 from policies.loader import default_library
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -200,7 +200,10 @@ async def test_broadcast_preview_confirm_queue_status_cancel(
     assert actions == [(STAFF, "broadcast"), (STAFF, "cancel")]
 
 
-async def test_a_confirm_delivered_twice_queues_once(svc: ConversationService) -> None:
+async def test_a_confirm_delivered_twice_queues_once(
+    svc: ConversationService, clock: Clock
+) -> None:
+    clock.now = dt.datetime(2023, 1, 10, 10, 0, tzinfo=CHINA)  # 达拉特旗 二（二）: to 2023-02-28
     await subscribe(svc, {31: "zh_Hans"}, "dalate")
     await svc.receive(STAFF, Command("broadcast"), update_id=1, staff=True)
     await svc.receive(STAFF, Press("bc:t:collection_opens"), update_id=2, staff=True)
@@ -211,7 +214,10 @@ async def test_a_confirm_delivered_twice_queues_once(svc: ConversationService) -
     assert len(await svc.broadcasts.recent()) == 1
 
 
-async def test_a_region_without_subscribers_offers_no_send(svc: ConversationService) -> None:
+async def test_a_region_without_subscribers_offers_no_send(
+    svc: ConversationService, clock: Clock
+) -> None:
+    clock.now = dt.datetime(2023, 6, 1, 10, 0, tzinfo=CHINA)  # 通河县: newborns to 2023-08-31
     await say(svc, STAFF, Command("broadcast"), staff=True)
     await say(svc, STAFF, Press("bc:t:newborn"), staff=True)
     preview, summary = await say(svc, STAFF, Press("bc:r:tonghe"), staff=True)
@@ -289,7 +295,8 @@ async def test_the_cli_queues_for_staff_only_and_once_per_key(tmp_path: Path) ->
     bs = BroadcastStore(store)
     for chat, lang in {61: "zh_Hans", 62: "en", 63: "zh_Hans"}.items():
         await bs.subscribe(chat, "fengshan", lang)
-    args = ("--template", "subsidy_groups", "--region", "fengshan")
+    # Within 凤山县's benefit year 2023 (the subsidies it lists are that year's).
+    args = ("--template", "subsidy_groups", "--region", "fengshan", "--date", "2023-06-01")
 
     refused = cli(tmp_path, *args)
     assert refused.returncode == 2 and "--staff-id" in refused.stderr
@@ -311,3 +318,46 @@ async def test_the_cli_queues_for_staff_only_and_once_per_key(tmp_path: Path) ->
         "template=subsidy_groups region=fengshan recipients=3",
     )
     await store.close()
+
+
+# ------------------------------------------------------------------ stale announcements
+
+
+async def test_the_bot_offers_no_announcement_whose_dates_are_past(
+    svc: ConversationService, clock: Clock
+) -> None:
+    """达拉特旗 二（二）: the concentrated period runs 2022-09-01 to 2023-02-28; its
+    collection_opens announcement may go out on the last day, not the day after."""
+    clock.now = dt.datetime(2023, 2, 28, 10, 0, tzinfo=CHINA)
+    await say(svc, STAFF, Command("broadcast"), staff=True)
+    [regions] = await say(svc, STAFF, Press("bc:t:collection_opens"), staff=True)
+    assert "bc:r:dalate" in buttons(regions)
+    await say(svc, STAFF, Command("cancel"), staff=True)
+
+    clock.now = dt.datetime(2023, 3, 1, 10, 0, tzinfo=CHINA)
+    await say(svc, STAFF, Command("broadcast"), staff=True)
+    [regions] = await say(svc, STAFF, Press("bc:t:collection_opens"), staff=True)
+    assert "bc:r:dalate" not in buttons(regions)
+    assert "达拉特旗这则公告所说的日期已于2023年2月28日过去" in regions.html, regions.html
+    # Queued anyway (a preview confirmed after midnight): refused the same way.
+    action = QueueBroadcast(
+        template="collection_opens", region="dalate", day=clock().date(), key="late"
+    )
+    assert await svc.queue(action, STAFF, STAFF, "zh_Hans") is None
+
+
+async def test_the_cli_refuses_what_the_bot_refuses_and_defaults_to_today(
+    tmp_path: Path,
+) -> None:
+    """商洛市 四（一）: benefits run 2024-01-01 to 2024-12-31; subsidy_groups speaks of that
+    year. Without --date the CLI takes today, which is later than that."""
+    args = ("--template", "subsidy_groups", "--region", "shangluo", "--staff-id", "900")
+    assert dt.date.today() > dt.date(2024, 12, 31)
+    today = cli(tmp_path, *args)
+    assert today.returncode == 2
+    assert today.stderr.strip() == "错误：商洛市这则公告所说的日期已于2024-12-31过去，不能再发送"
+    late = cli(tmp_path, *args, "--date", "2025-01-01")
+    assert late.returncode == 2 and "已于2024-12-31过去" in late.stderr
+    in_time = cli(tmp_path, *args, "--date", "2024-12-31")
+    assert in_time.returncode == 0, in_time.stderr
+    assert "已排队公告 #1" in in_time.stdout
