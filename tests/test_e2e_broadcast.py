@@ -172,14 +172,17 @@ def wait_until_done(harness: Harness, bot: BotProcess, db: Db, broadcast_id: int
 
 
 def send_calls(stub: BotApiStub) -> list[tuple[int, float, int, JSONDict]]:
-    """Every sendMessage attempt as (call index, time, chat id, params), failed ones included."""
+    """Every sendMessage attempt as (call index, time, chat id, params), failed ones included.
+
+    A request whose body was cut off (the bot SIGKILLed mid-send) reaches the stand-in with
+    no parameters; Telegram would refuse it unsent, so it is no attempt at a chat."""
     timed = len(stub.call_times)  # a call is appended before its time
     return [
         (index, t, int(params["chat_id"]), params)
         for index, ((method, params), t) in enumerate(
             zip(stub.calls[:timed], stub.call_times[:timed], strict=True)
         )
-        if method == "sendMessage"
+        if method == "sendMessage" and "chat_id" in params
     ]
 
 
