@@ -35,6 +35,7 @@ def first_reply_seconds(message: str, until: str, root: Path = ROOT) -> float:
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # start-up logs (migrations) are not the reply
             text=True,
         )
         assert proc.stdin and proc.stdout
