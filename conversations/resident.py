@@ -806,11 +806,7 @@ def _day_matters(state: State, step: Step, first: dt.date, last: dt.date, ctx: C
 
 
 def _categories(ctx: Context, state: State) -> list[Category]:
-    seen: dict[str, Category] = {}
-    for notice in ctx.library.for_region(state.region or ""):
-        for cat in notice.categories:
-            seen.setdefault(cat.id, cat)
-    return list(seen.values())
+    return ctx.library.categories(state.region or "")
 
 
 def _tiers(ctx: Context, region: str) -> list[Tier]:

@@ -158,7 +158,7 @@ def understand(
     choices: tuple[str, ...] = ()
     group_words: tuple[str, ...] = ()
     if in_region is not None:
-        known = _categories(library, in_region)
+        known = library.categories(in_region)
         categories = tuple(match_categories(known, expanded))
         choices = tuple(_ambiguous(known, words, voc, categories))
     else:
@@ -237,14 +237,6 @@ def _expand(text: str, voc: dict[str, Any]) -> str:
     """The text with the Chinese word of every everyday or English term found appended."""
     extra = [zh for zh, words in voc["terms"].items() if _any(text, words)]
     return " ".join([text, *extra])
-
-
-def _categories(library: Library, region: str) -> list[Category]:
-    seen: dict[str, Category] = {}
-    for notice in library.for_region(region):
-        for cat in notice.categories:
-            seen.setdefault(cat.id, cat)
-    return list(seen.values())
 
 
 def match_categories(categories: list[Category], text: str) -> list[str]:

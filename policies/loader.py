@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from rapidfuzz.distance import OSA, Levenshtein
 
-from policies.models import Notice
+from policies.models import Category, Notice
 from policies.normalize import normalize
 
 NOTICES_DIR = Path(__file__).parent / "notices"
@@ -38,6 +38,14 @@ class Library:
 
     def for_region(self, region_id: str) -> tuple[Notice, ...]:
         return self.by_region.get(region_id, ())
+
+    def categories(self, region_id: str) -> list[Category]:
+        """The region's categories over all its notices, each id once (earliest year's)."""
+        seen: dict[str, Category] = {}
+        for notice in self.for_region(region_id):
+            for cat in notice.categories:
+                seen.setdefault(cat.id, cat)
+        return list(seen.values())
 
     def latest(self, region_id: str) -> Notice | None:
         """The region's notice for its latest benefit year; None for an unknown region."""
