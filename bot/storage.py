@@ -70,10 +70,12 @@ outbox = Table(
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers and one writer in other processes proceed; wait instead of failing.
+    # Wait instead of failing, set first: switching to WAL itself takes a lock that another
+    # process starting at the same moment may hold ("database is locked" seen in CI).
+    cursor.execute("PRAGMA busy_timeout=5000")
+    # WAL lets readers and one writer in other processes proceed.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     # Deleted rows (a purge, a sent reply, /cancel's old state) are zeroed, not just freed.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
