@@ -7,8 +7,18 @@ transaction through :meth:`bot.storage.Store._run`, on SQLite and PostgreSQL ali
 A delivery row moves ``pending`` → ``inflight`` → ``sent`` | ``failed`` | ``unsubscribed``.
 The claim (``pending`` → ``inflight``) is committed *before* the message is sent and the
 outcome is committed right after, so after a crash only the rows left ``inflight`` are in
-doubt: :meth:`BroadcastStore.recover` puts them back to ``pending`` and they are sent again.
-Those are the only sends that can repeat (Telegram has no idempotency key).
+doubt. A claim is a lease: it records the worker holding the row (``lease_owner``) and until
+when (``lease_until``); a live worker renews it, and a row whose lease ran out (its process
+died) is claimed again by any worker and sent again. Those are the only sends that can
+repeat (Telegram has no idempotency key).
+
+Every process's worker claims from the same rows. On PostgreSQL claims take turns on an
+advisory lock (with ``FOR UPDATE SKIP LOCKED`` on the rows), so a claim sees the ones
+committed before it: that is what keeps the per-chat interval across processes, as a chat
+is not claimed while another broadcast's message to it is in flight or was sent less than
+the interval ago. On SQLite one process sends: the holder of the sender lease in
+``broadcast_pacing``. That row also holds the overall rate's next free send slot, from
+which every process reserves its sends (:meth:`BroadcastStore.reserve_slots`).
 
 Texts are stored once per broadcast and language (``broadcast_texts``); each delivery row
 records the recipient's language, so a resumed broadcast sends exactly what was previewed.
@@ -26,6 +36,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -37,6 +48,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -109,8 +121,30 @@ deliveries = Table(
     Column("parts_sent", Integer, nullable=False, default=0),
     Column("last_error", Text),  # an exception class name, never message text or user data
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The worker holding an ``inflight`` row, and until when unless it renews.
+    Column("lease_owner", Text),
+    Column("lease_until", DateTime(timezone=True)),
     Index("ix_deliveries_status", "status", "broadcast_id", "chat_id"),
+    Index("ix_deliveries_chat_id", "chat_id"),  # a chat's other deliveries: its interval
 )
+
+# One row (PACING_ROW) shared by every process.
+pacing = Table(
+    "broadcast_pacing",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    # The overall limit's next free send slot, in seconds since the epoch: every process
+    # reserves its broadcast sends from it, a few at a time.
+    Column("next_slot", Float, nullable=False),
+    # SQLite: the one worker that sends broadcasts, and until when unless it renews.
+    Column("sender", Text),
+    Column("sender_until", DateTime(timezone=True)),
+)
+PACING_ROW = 1
+# A next slot further ahead than this was left by a clock that jumped back: start afresh.
+MAX_AHEAD = 3600.0
+# Claims on PostgreSQL take turns on this advisory lock (any fixed number).
+CLAIM_LOCK = 0x79696262
 
 audit = Table(
     "audit",
@@ -132,7 +166,15 @@ reminder_settings = Table(
     Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
-TABLES = (subscriptions, broadcasts, broadcast_texts, deliveries, audit, reminder_settings)
+TABLES = (
+    subscriptions,
+    broadcasts,
+    broadcast_texts,
+    deliveries,
+    audit,
+    reminder_settings,
+    pacing,
+)
 ACTIVE_BROADCAST = ("queued", "sending")
 UNFINISHED = ("pending", "inflight")
 
@@ -200,6 +242,89 @@ def _progress(ids: list[int]) -> Callable[[Connection], list[Progress]]:
         ]
 
     return work
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    """SQLite returns the stored times without their zone (they are UTC)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _pacing_row(conn: Connection) -> None:
+    """The shared pacing row, made on first use (and after the tests wipe the tables)."""
+    stmt = _upsert(conn, pacing).values(id=PACING_ROW, next_slot=0.0)
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=[pacing.c.id]))
+
+
+def _take_sender(conn: Connection, owner: str, now: dt.datetime, until: dt.datetime) -> bool:
+    """SQLite: make ``owner`` the one sending worker, unless another holds a live lease.
+
+    This write is a claim's first statement, so the claim runs under SQLite's write lock
+    from its start: claims of processes sharing the file take turns."""
+    stmt = (
+        update(pacing)
+        .where(
+            pacing.c.id == PACING_ROW,
+            or_(pacing.c.sender.is_(None), pacing.c.sender == owner, pacing.c.sender_until < now),
+        )
+        .values(sender=owner, sender_until=until)
+    )
+    if conn.execute(stmt).rowcount:
+        return True
+    _pacing_row(conn)
+    return bool(conn.execute(stmt).rowcount)
+
+
+def _claim(
+    conn: Connection, claimable: Any, limit: int, recent: dt.datetime, taken: list[Claimed]
+) -> list[Claimed]:
+    """Up to ``limit`` rows matching ``claimable`` whose chat is free (see ``claim_next``)."""
+    other = deliveries.alias("other")
+    busy = exists().where(
+        other.c.chat_id == deliveries.c.chat_id,
+        other.c.broadcast_id != deliveries.c.broadcast_id,
+        or_(
+            other.c.status == "inflight",
+            and_(other.c.status != "pending", other.c.updated_at > recent),
+        ),
+    )
+    candidates = (
+        select(
+            deliveries.c.broadcast_id,
+            deliveries.c.chat_id,
+            deliveries.c.parts_sent,
+            broadcast_texts.c.text,
+            broadcasts.c.status.label("broadcast_status"),
+        )
+        .join(broadcasts, broadcasts.c.id == deliveries.c.broadcast_id)
+        .join(
+            broadcast_texts,
+            and_(
+                broadcast_texts.c.broadcast_id == deliveries.c.broadcast_id,
+                broadcast_texts.c.language == deliveries.c.language,
+            ),
+        )
+        .where(claimable, broadcasts.c.status.in_(ACTIVE_BROADCAST), ~busy)
+        .order_by(deliveries.c.broadcast_id, deliveries.c.chat_id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(of=deliveries, skip_locked=True)
+    chats = {item.chat_id for item in taken}
+    claimed: list[Claimed] = []
+    for row in conn.execute(candidates).all():
+        if row.chat_id in chats:  # two broadcasts' rows of one chat: the older goes first
+            continue
+        chats.add(row.chat_id)
+        claimed.append(
+            Claimed(int(row.broadcast_id), int(row.chat_id), row.text, int(row.parts_sent))
+        )
+        if row.broadcast_status == "queued":
+            conn.execute(
+                update(broadcasts)
+                .where(broadcasts.c.id == row.broadcast_id, broadcasts.c.status == "queued")
+                .values(status="sending")
+            )
+    return claimed
 
 
 class BroadcastStore:
@@ -522,66 +647,155 @@ class BroadcastStore:
 
     # ------------------------------------------------------------------ delivery
 
-    async def claim_next(self, batch: int = 1) -> list[Claimed]:
-        """Up to ``batch`` pending recipients of running broadcasts, oldest broadcast first,
-        marked ``inflight`` and committed before this returns (before anything is sent).
+    async def claim_next(
+        self,
+        batch: int = 1,
+        *,
+        owner: str = "",
+        lease: float = 30.0,
+        interval: float = 0.0,
+        expired: bool = True,
+    ) -> list[Claimed]:
+        """Up to ``batch`` recipients of running broadcasts, oldest broadcast first, marked
+        ``inflight`` under a lease of ``lease`` seconds held by ``owner`` and committed before
+        this returns (before anything is sent).
 
-        A row is only taken if it is still ``pending`` when updated, so two workers never
-        claim the same recipient.
+        Rows left ``inflight`` by a worker whose lease ran out are taken first when
+        ``expired``, then ``pending`` ones. A chat is skipped while another broadcast's
+        message to it is in flight or was sent less than ``interval`` seconds ago. A row is
+        only taken if it is still claimable when updated, so two workers never hold one
+        recipient. On SQLite nothing is claimed unless ``owner`` holds the sender lease.
         """
         now = self._clock()
+        until = now + dt.timedelta(seconds=lease)
+        recent = now - dt.timedelta(seconds=interval)
 
         def work(conn: Connection) -> list[Claimed]:
-            candidates = (
-                select(
-                    deliveries.c.broadcast_id,
-                    deliveries.c.chat_id,
-                    deliveries.c.parts_sent,
-                    broadcast_texts.c.text,
-                )
-                .join(broadcasts, broadcasts.c.id == deliveries.c.broadcast_id)
-                .join(
-                    broadcast_texts,
-                    and_(
-                        broadcast_texts.c.broadcast_id == deliveries.c.broadcast_id,
-                        broadcast_texts.c.language == deliveries.c.language,
-                    ),
-                )
-                .where(
-                    deliveries.c.status == "pending",
-                    broadcasts.c.status.in_(ACTIVE_BROADCAST),
-                )
-                .order_by(deliveries.c.broadcast_id, deliveries.c.chat_id)
-                .limit(batch)
-            )
             if conn.dialect.name == "postgresql":
-                candidates = candidates.with_for_update(of=deliveries, skip_locked=True)
+                conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+            elif not _take_sender(conn, owner, now, until):
+                return []
+            kinds = [deliveries.c.status == "pending"]
+            if expired:
+                kinds.insert(
+                    0, and_(deliveries.c.status == "inflight", deliveries.c.lease_until < now)
+                )
             claimed: list[Claimed] = []
-            for row in conn.execute(candidates).all():
-                taken = conn.execute(
+            for claimable in kinds:
+                if len(claimed) < batch:
+                    claimed += _claim(conn, claimable, batch - len(claimed), recent, claimed)
+            for item in claimed:
+                conn.execute(
                     update(deliveries)
                     .where(
-                        deliveries.c.broadcast_id == row.broadcast_id,
-                        deliveries.c.chat_id == row.chat_id,
-                        deliveries.c.status == "pending",
+                        deliveries.c.broadcast_id == item.broadcast_id,
+                        deliveries.c.chat_id == item.chat_id,
                     )
-                    .values(status="inflight", updated_at=now)
-                )
-                if taken.rowcount == 1:
-                    claimed.append(
-                        Claimed(
-                            int(row.broadcast_id), int(row.chat_id), row.text, int(row.parts_sent)
-                        )
-                    )
-            for broadcast_id in {c.broadcast_id for c in claimed}:
-                conn.execute(
-                    update(broadcasts)
-                    .where(broadcasts.c.id == broadcast_id, broadcasts.c.status == "queued")
-                    .values(status="sending")
+                    .values(status="inflight", lease_owner=owner, lease_until=until, updated_at=now)
                 )
             return claimed
 
         return await self.store._run(work, commit=True)
+
+    async def renew(self, owner: str, lease: float) -> None:
+        """Extend the leases ``owner`` holds (its rows in flight; on SQLite the sender lease)
+        to ``lease`` seconds from now."""
+        now = self._clock()
+        until = now + dt.timedelta(seconds=lease)
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.status == "inflight", deliveries.c.lease_owner == owner)
+                .values(lease_until=until)
+            )
+            if conn.dialect.name != "postgresql":
+                conn.execute(
+                    update(pacing)
+                    .where(pacing.c.id == PACING_ROW, pacing.c.sender == owner)
+                    .values(sender_until=until)
+                )
+
+        await self.store._run(work, commit=True)
+
+    async def release(self, owner: str) -> int:
+        """A worker stopping: the rows it claimed and did not send go back to ``pending`` at
+        once (and on SQLite the sender lease to whoever asks next); returns how many."""
+        now = self._clock()
+
+        def work(conn: Connection) -> int:
+            result = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.status == "inflight", deliveries.c.lease_owner == owner)
+                .values(status="pending", lease_owner=None, lease_until=None, updated_at=now)
+            )
+            conn.execute(
+                update(pacing)
+                .where(pacing.c.id == PACING_ROW, pacing.c.sender == owner)
+                .values(sender=None, sender_until=None)
+            )
+            return int(result.rowcount or 0)
+
+        return await self.store._run(work, commit=True)
+
+    async def waiting(self, owner: str) -> float | None:
+        """Whether recipients of running broadcasts are left that ``owner`` may have to send
+        later: ``pending`` ones (their chat may be inside its interval) or ones another worker
+        holds (its lease may run out). None when there are none, else the seconds until they
+        may come free: 0 (soon), or on SQLite what is left of another worker's sender lease.
+        """
+        now = self._clock()
+
+        def work(conn: Connection) -> float | None:
+            left = exists().where(
+                deliveries.c.broadcast_id == broadcasts.c.id,
+                broadcasts.c.status.in_(ACTIVE_BROADCAST),
+                or_(
+                    deliveries.c.status == "pending",
+                    and_(
+                        deliveries.c.status == "inflight",
+                        or_(deliveries.c.lease_owner.is_(None), deliveries.c.lease_owner != owner),
+                    ),
+                ),
+            )
+            if not conn.execute(select(left)).scalar():
+                return None
+            if conn.dialect.name == "postgresql":
+                return 0.0
+            sender = conn.execute(
+                select(pacing.c.sender, pacing.c.sender_until).where(pacing.c.id == PACING_ROW)
+            ).first()
+            if sender is None or sender.sender in (None, owner):
+                return 0.0
+            return max((_aware(sender.sender_until) - now).total_seconds(), 0.0)
+
+        return await self.store._run(work, commit=False)
+
+    async def reserve_slots(self, start: float, count: int, spacing: float) -> float:
+        """Reserve ``count`` send slots ``spacing`` seconds apart on the overall schedule every
+        process shares, the first at ``start`` (seconds since the epoch) or after the slots
+        already reserved; returns the first."""
+
+        def work(conn: Connection) -> float:
+            taken = pacing.c.next_slot
+            base = case((and_(taken > start, taken < start + MAX_AHEAD), taken), else_=start)
+            stmt = (
+                update(pacing)
+                .where(pacing.c.id == PACING_ROW)
+                .values(next_slot=base + count * spacing)
+                .returning(pacing.c.next_slot)
+            )
+            end = conn.execute(stmt).scalar()
+            if end is None:
+                _pacing_row(conn)
+                end = conn.execute(stmt).scalar_one()
+            return float(end) - count * spacing
+
+        return await self.store._run(work, commit=True)
+
+    def now(self) -> dt.datetime:
+        """The time leases are reckoned in (this store's clock)."""
+        return self._clock()
 
     async def mark_sent(self, broadcast_id: int, chat_id: int, attempts: int = 1) -> bool:
         """Record a delivered message; True when that finished the broadcast."""
@@ -682,25 +896,6 @@ class BroadcastStore:
             )
 
         await self.store._run(work, commit=True)
-
-    async def recover(self) -> int:
-        """At start-up: put rows left ``inflight`` by a crash back to ``pending``.
-
-        Their sends may or may not have reached Telegram; they are sent again, which makes
-        them the only messages that can arrive twice. Returns how many there were. Call it
-        only while no worker is running (one delivery worker per database).
-        """
-        now = self._clock()
-
-        def work(conn: Connection) -> int:
-            result = conn.execute(
-                update(deliveries)
-                .where(deliveries.c.status == "inflight")
-                .values(status="pending", updated_at=now)
-            )
-            return int(result.rowcount or 0)
-
-        return await self.store._run(work, commit=True)
 
     async def delivery_status(self, broadcast_id: int) -> dict[int, tuple[str, int, str | None]]:
         """``chat_id → (status, attempts, last_error)`` for every recipient of a broadcast."""

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -41,8 +41,12 @@ class Settings(BaseSettings):
     # Sends in flight at once: the rate needs per_second × Telegram's round trip of them,
     # and after a crash at most this many recipients can get a message twice.
     broadcast_concurrency: int = Field(default=4, ge=1)
-    # One delivery worker per database: processes sharing one set this false but one.
+    # Every process sends broadcasts (on SQLite one at a time); false: this one never does.
     broadcast_worker: bool = True
+    # A worker's claim on a recipient lasts this long unless renewed: a killed process's
+    # recipients are sent by the others about this long after it died. It must exceed
+    # twice (BROADCAST_PER_CHAT_INTERVAL + 1 s).
+    broadcast_lease_seconds: float = Field(default=20.0, gt=0)
     broadcast_progress_interval: float = 10.0  # seconds between progress messages to staff
     reminder_hour: int = Field(default=9, ge=0, le=23)  # scheduled reminders go from then
 
@@ -58,6 +62,14 @@ class Settings(BaseSettings):
         if self.auto_migrate is not None:
             return self.auto_migrate
         return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_the_interval(self) -> Settings:
+        if self.broadcast_lease_seconds <= 2 * (self.broadcast_per_chat_interval + 1):
+            raise ValueError(
+                "BROADCAST_LEASE_SECONDS must exceed twice (BROADCAST_PER_CHAT_INTERVAL + 1)"
+            )
+        return self
 
     @field_validator("staff_ids", mode="before")
     @classmethod

@@ -4,8 +4,8 @@
 overall and one message per ``per_chat_interval`` seconds to any one chat. Sends are
 smoothed (at least ``(1 + margin) / per_second`` apart) rather than sent in bursts, and the
 ``margin`` (default 2 %) absorbs the jitter between the moment a request leaves and the
-moment Telegram counts it. Time is ``time.monotonic`` and ``asyncio.sleep`` unless a test
-injects its own.
+moment Telegram counts it. Time is ``time.time`` (the processes of one bot share the
+schedule, so the clock is the wall clock) and ``asyncio.sleep`` unless a test injects its own.
 
 Interactive replies have priority: ``await pacer.acquire(chat_id, priority=True)`` (or
 ``async with worker.interactive(chat_id):``) before the reply. An interactive send does not
@@ -38,10 +38,31 @@ A text longer than one Telegram message (4,096 characters) goes in parts split a
 breaks, each paced like a message; the parts sent are committed, so a crash repeats at
 most the part in flight, never the parts before it.
 
+Every process runs a worker on the same rows (:mod:`bot.broadcast_store`):
+
+* A claim is a lease of ``lease`` seconds (20 by default) that the worker renews three
+  times per lease while it lives, sends in flight or not. When a process dies (SIGKILL) its
+  leases run out and any worker claims its rows again, so a killed worker's recipients are
+  sent within about a lease; a restarted process has a new owner id and takes nothing from
+  a live one. A worker starts no send within (per-chat interval + 1 s) of its lease's end
+  (the database was away and it could not renew): the row is left to the next holder.
+* The overall limit holds across processes: the :class:`Pacer` reserves its broadcast
+  sends on one schedule in the database (``reserve_slots``), a tenth of a second at a
+  time, and sends each within ``margin / 2`` after its slot or leaves it unused, so any
+  second holds at most ``per_second`` sends of all processes together. Interactive replies
+  keep their lane in their process and count on the shared schedule with the process's
+  next reservation (replies of the last second only). A RetryAfter holds this process at
+  once and, through the schedule, the others after the slots they already reserved.
+* The per-chat interval holds across processes: a chat is not claimed while another
+  broadcast's message to it is in flight or was sent less than the interval ago.
+* On SQLite one process sends: the holder of the sender lease; the others' workers wait
+  and take over when it dies.
+
 Crash window: after a SIGKILL at most ``concurrency`` recipients (default 1) are left
-``inflight``; :meth:`DeliveryWorker.run` calls ``recover()`` first and sends them again, so
-at most that many messages can arrive twice. Everything else is either ``pending`` (never
-sent) or has its outcome committed.
+``inflight`` with a send that may have reached Telegram; another worker (or the restarted
+process) sends them again once their lease runs out, so at most that many messages can
+arrive twice. Everything else is either ``pending`` (never sent), claimed and not sent,
+or has its outcome committed. A worker stopped cleanly hands its unsent claims back at once.
 """
 
 from __future__ import annotations
@@ -52,11 +73,14 @@ import datetime as dt
 import functools
 import logging
 import math
+import os
+import secrets
+import socket
 import time
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.warnings import PTBDeprecationWarning
@@ -74,6 +98,15 @@ Sleep = Callable[[float], Awaitable[None]]
 SendFn = Callable[[int, str], Awaitable[object]]
 ProgressFn = Callable[[Progress], Awaitable[None]]
 
+# Seconds before looking again for rows that may come free (a chat's interval, a lease).
+RECHECK = 0.2
+
+
+class SlotStore(Protocol):
+    """Where the processes of one bot reserve their send slots (``BroadcastStore``)."""
+
+    async def reserve_slots(self, start: float, count: int, spacing: float) -> float: ...
+
 
 class Pacer:
     """Rate limits for all sends of one bot: overall per second and per chat."""
@@ -85,8 +118,9 @@ class Pacer:
         *,
         margin: float = 0.02,
         interactive_max_wait: float = 1.0,
-        clock: Clock = time.monotonic,
+        clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        slots: SlotStore | None = None,
     ) -> None:
         if per_second < 1:
             raise ValueError("per_second must be at least 1")
@@ -98,16 +132,27 @@ class Pacer:
         self.sleep = sleep
         self._spacing = (1.0 + margin) / per_second
         self._slack = min(margin, self._spacing / 2)
+        # A shared slot used this late still keeps any second within the limit: the slots a
+        # window of 1 s + margin can hold, per_second, are all the slots of any 1 s of sends.
+        self._late = margin / 2
         self._window: deque[float] = deque(maxlen=per_second)  # the last per_second sends
         self._last_by_chat: dict[int, float] = {}
         self._hold_until = -math.inf
         self._priority_waiting = 0
         self._no_priority = asyncio.Event()
         self._no_priority.set()
+        # The slots shared with the other processes: reserved about a tenth of a second at a
+        # time, and this process's replies of the last second counted in each reservation.
+        self.slots = slots
+        self._batch = max(1, per_second // 10)
+        self._reserved: deque[float] = deque()
+        self._replies: deque[float] = deque()
+        self._reserving = asyncio.Lock()
 
     def hold(self, seconds: float) -> None:
         """No broadcast send for ``seconds`` (Telegram's RetryAfter); interactive ones go on."""
         self._hold_until = max(self._hold_until, self.clock() + seconds)
+        self._reserved.clear()  # the next reservation starts after the hold, for everyone
 
     def _ready_at(self, chat_id: int, priority: bool) -> float:
         ready = -math.inf
@@ -131,6 +176,7 @@ class Pacer:
         and wait at most ``interactive_max_wait`` seconds.
         """
         start = self.clock()
+        shared = False
         if priority:
             self._priority_waiting += 1
             self._no_priority.clear()
@@ -143,9 +189,17 @@ class Pacer:
                 ready = self._ready_at(chat_id, priority)
                 if priority:
                     ready = min(ready, start + self.interactive_max_wait)
-                if ready <= now:
+                if ready <= now and (priority or self.slots is None):
                     break
-                await self.sleep(ready - now)
+                if ready <= now:
+                    # The shared slot: sent within the slack after it, or left unused.
+                    ready = await self._shared_slot(now)
+                    now = self.clock()
+                    if ready <= now <= ready + self._late:
+                        self._reserved.popleft()
+                        shared = True
+                        break
+                await self.sleep(max(ready - now, 0.0))
         finally:
             if priority:
                 self._priority_waiting -= 1
@@ -155,9 +209,38 @@ class Pacer:
         # sleep overshoots by a millisecond or two, 3-5 % of a slot at 25/s) counts at its
         # slot, so lateness does not add up into a lower rate. The credit is at most the
         # margin, so any per_second sends in a row still span more than a second.
-        slot = ready if now - ready <= self._slack else now
+        slot = ready if shared or now - ready <= self._slack else now
         self._record(chat_id, slot, now)
+        if priority and self.slots is not None:
+            self._replies.append(now)
         return now - start
+
+    async def _shared_slot(self, now: float) -> float:
+        """The next send slot this process reserved on the shared schedule (reserving more
+        when none is left that is not already past)."""
+        async with self._reserving:
+            while self._reserved and self._reserved[0] + self._late < now:
+                self._reserved.popleft()
+            failures = 0
+            while not self._reserved:
+                try:
+                    await self._reserve(now)
+                except Exception:  # the database is away: no broadcast send until it is back
+                    failures += 1
+                    logger.exception("reserving send slots failed (%d)", failures)
+                    await self.sleep(min(2.0**failures, 30.0))
+                    now = self.clock()
+            return self._reserved[0]
+
+    async def _reserve(self, now: float) -> None:
+        assert self.slots is not None
+        while self._replies and self._replies[0] <= now - 1.0:
+            self._replies.popleft()
+        replies = len(self._replies)  # already sent: their slots are taken and left unused
+        count = replies + self._batch
+        first = await self.slots.reserve_slots(max(now, self._hold_until), count, self._spacing)
+        self._replies.clear()
+        self._reserved.extend(first + i * self._spacing for i in range(replies, count))
 
     def _record(self, chat_id: int, slot: float, now: float) -> None:
         self._window.append(slot)
@@ -192,6 +275,8 @@ class DeliveryWorker:
         on_progress: ProgressFn | None = None,
         progress_interval: float = 5.0,
         split: Callable[[str], list[str]] | None = None,
+        lease: float = 20.0,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.send = send
@@ -207,18 +292,26 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_report: dict[int, float] = {}
+        # Leases: who this worker is to the other processes, and until when (by this
+        # worker's count, which errs early) each row it holds is still its own.
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.lease = dt.timedelta(seconds=lease)
+        # No send starts this close to a lease's end: once it ends the row goes to another
+        # process, which must find the chat's interval already over.
+        self._lease_margin = dt.timedelta(seconds=self.pacer.per_chat_interval + 1.0)
+        if self.lease <= 2 * self._lease_margin:
+            raise ValueError("the lease must be longer than twice (per-chat interval + 1 s)")
+        self._held: dict[tuple[int, int], dt.datetime] = {}
+        self._next_takeover = dt.datetime.min.replace(tzinfo=dt.UTC)
 
     # ------------------------------------------------------------------ control
 
     async def run(self) -> None:
-        """Recover what a crash left in flight, then send until :meth:`stop`."""
-        recovered = await self.store.recover()
-        if recovered:
-            logger.warning("resending %d message(s) left in flight by a crash", recovered)
+        """Send until :meth:`stop`, beside the workers of any other process."""
         await self._slots(until_idle=False)
 
     async def drain(self) -> None:
-        """Send until nothing is left to claim (no recovery): scripts and tests."""
+        """Send until no recipient is left that this worker could claim: scripts and tests."""
         await self._slots(until_idle=True)
 
     def wake(self) -> None:
@@ -240,30 +333,85 @@ class DeliveryWorker:
 
     async def _slots(self, *, until_idle: bool) -> None:
         self._stopping = False
-        await asyncio.gather(*(self._slot(until_idle) for _ in range(self.concurrency)))
+        renewing = asyncio.create_task(self._renew_forever())
+        try:
+            await asyncio.gather(*(self._slot(until_idle) for _ in range(self.concurrency)))
+        finally:
+            renewing.cancel()  # cancelled (a crash, as far as the database can tell): the
+            # leases run out and other workers take the rows over
+        released = await self._db(lambda: self.store.release(self.owner))
+        if released:
+            logger.info("handed %d claimed recipient(s) back at stop", released)
 
     async def _slot(self, until_idle: bool) -> None:
         while not self._stopping:
-            claimed = await self._db(lambda: self.store.claim_next(1))
+            claimed = await self._db(self._claim)
             if claimed is None:
                 return
-            if not claimed:
-                if until_idle:
-                    return
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                continue
             for item in claimed:
                 await self._deliver(item)
+            if claimed:
+                continue
+            # Nothing to claim now: rows may still come free (a chat's interval ends,
+            # another worker's lease runs out); look again soon, or at the next poll.
+            if self._stopping:
+                return
+            free_in = await self._db(lambda: self.store.waiting(self.owner))
+            if free_in is None and (until_idle or self._stopping):
+                return
+            if free_in is not None:
+                self._next_takeover = self.store.now()
+            pause = self.poll_interval if free_in is None else max(free_in, RECHECK)
+            if until_idle:
+                await self.pacer.sleep(pause)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(pause, self.poll_interval))
+
+    async def _claim(self) -> list[Claimed]:
+        start = self.store.now()
+        takeover = start >= self._next_takeover  # rows of dead workers: now and then
+        if takeover:
+            self._next_takeover = start + self.lease / 4
+        claimed = await self.store.claim_next(
+            1,
+            owner=self.owner,
+            lease=self.lease.total_seconds(),
+            interval=self.pacer.per_chat_interval,
+            expired=takeover,
+        )
+        for item in claimed:
+            self._held[item.broadcast_id, item.chat_id] = start + self.lease
+        return claimed
+
+    async def _renew_forever(self) -> None:
+        """Renew this worker's leases a few times per lease, sends in flight or not."""
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            start, held = self.store.now(), list(self._held)
+            try:
+                await self.store.renew(self.owner, self.lease.total_seconds())
+            except Exception:
+                logger.exception("renewing the delivery leases failed")
+                continue
+            for key in held:
+                if key in self._held:
+                    self._held[key] = start + self.lease
+
+    def _still_held(self, item: Claimed) -> bool:
+        until = self._held.get((item.broadcast_id, item.chat_id))
+        return until is not None and self.store.now() < until - self._lease_margin
 
     async def _deliver(self, item: Claimed) -> None:
         parts = self.split(item.text)
         status, error, attempts = "sent", "", 0
         for index in range(item.parts_sent, len(parts)):
-            result = await self._send_part(item.broadcast_id, item.chat_id, parts[index])
+            result = await self._send_part(item, parts[index])
             if result is None:
-                return  # stopping: the row stays in flight and is sent again after recover()
+                # Stopping: the row goes back to pending at the end of run(). Or the lease
+                # is about to end (the database was away): another worker sends it.
+                return
             status, error, used = result
             attempts += used
             if status != "sent":
@@ -278,17 +426,21 @@ class DeliveryWorker:
         if status == "failed":
             logger.info("broadcast %d: a delivery failed (%s)", item.broadcast_id, error)
         await self._outcome(item, status, error, attempts)
+        self._held.pop((item.broadcast_id, item.chat_id), None)
 
-    async def _send_part(
-        self, broadcast_id: int, chat_id: int, text: str
-    ) -> tuple[str, str, int] | None:
+    async def _send_part(self, item: Claimed, text: str) -> tuple[str, str, int] | None:
         """Send one message, retrying as the module doc says: (status, error, attempts)."""
+        broadcast_id, chat_id = item.broadcast_id, item.chat_id
         attempts = 0
         network_failures = 0
         while True:
             if self._stopping:
                 return None
             await self.pacer.acquire(chat_id)
+            if not self._still_held(item):
+                logger.warning("broadcast %d: a lease ran out before its send", broadcast_id)
+                self._held.pop((broadcast_id, chat_id), None)
+                return None
             attempts += 1
             try:
                 await self.send(chat_id, text)

@@ -376,7 +376,11 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
                 await _at_start(
                     functools.partial(menus, staff, scope=BotCommandScopeChat(staff_id))
                 )
-        pacer = Pacer(settings.broadcast_per_second, settings.broadcast_per_chat_interval)
+        pacer = Pacer(
+            settings.broadcast_per_second,
+            settings.broadcast_per_chat_interval,
+            slots=service.broadcasts,  # the overall limit is shared with the other processes
+        )
         worker = DeliveryWorker(
             service.broadcasts,
             broadcast_send,
@@ -384,6 +388,7 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
             concurrency=settings.broadcast_concurrency,
             on_progress=ProgressReporter(app),
             progress_interval=settings.broadcast_progress_interval,
+            lease=settings.broadcast_lease_seconds,
         )
         app.bot_data["worker"] = worker
         service.on_queued = lambda _: worker.wake()
