@@ -50,6 +50,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -660,11 +661,12 @@ class BroadcastStore:
         ``inflight`` under a lease of ``lease`` seconds held by ``owner`` and committed before
         this returns (before anything is sent).
 
-        Rows left ``inflight`` by a worker whose lease ran out are taken first when
-        ``expired``, then ``pending`` ones. A chat is skipped while another broadcast's
-        message to it is in flight or was sent less than ``interval`` seconds ago. A row is
-        only taken if it is still claimable when updated, so two workers never hold one
-        recipient. On SQLite nothing is claimed unless ``owner`` holds the sender lease.
+        Rows left ``inflight`` by a worker whose lease ran out (or by the code before
+        leases) are taken first when ``expired``, then ``pending`` ones. A chat is skipped
+        while another broadcast's message to it is in flight or was sent less than
+        ``interval`` seconds ago. Claims take turns (see the module doc), so two workers
+        never hold one recipient. On SQLite nothing is claimed unless ``owner`` holds the
+        sender lease.
         """
         now = self._clock()
         until = now + dt.timedelta(seconds=lease)
@@ -677,20 +679,17 @@ class BroadcastStore:
                 return []
             kinds = [deliveries.c.status == "pending"]
             if expired:
-                kinds.insert(
-                    0, and_(deliveries.c.status == "inflight", deliveries.c.lease_until < now)
-                )
+                ended = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+                kinds.insert(0, and_(deliveries.c.status == "inflight", ended))
             claimed: list[Claimed] = []
             for claimable in kinds:
                 if len(claimed) < batch:
                     claimed += _claim(conn, claimable, batch - len(claimed), recent, claimed)
-            for item in claimed:
+            if claimed:
+                keys = [(item.broadcast_id, item.chat_id) for item in claimed]
                 conn.execute(
                     update(deliveries)
-                    .where(
-                        deliveries.c.broadcast_id == item.broadcast_id,
-                        deliveries.c.chat_id == item.chat_id,
-                    )
+                    .where(tuple_(deliveries.c.broadcast_id, deliveries.c.chat_id).in_(keys))
                     .values(status="inflight", lease_owner=owner, lease_until=until, updated_at=now)
                 )
             return claimed
@@ -849,6 +848,12 @@ class BroadcastStore:
             )
             if deactivate is not None:
                 deactivate(conn)
+            if conn.dialect.name == "postgresql":
+                # Workers finishing the last rows at once take turns here, so the last one
+                # sees the others' rows finished and marks the broadcast done.
+                conn.execute(
+                    select(broadcasts.c.id).where(broadcasts.c.id == broadcast_id).with_for_update()
+                )
             unfinished = exists().where(
                 deliveries.c.broadcast_id == broadcast_id, deliveries.c.status.in_(UNFINISHED)
             )

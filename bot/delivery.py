@@ -141,10 +141,11 @@ class Pacer:
         self._priority_waiting = 0
         self._no_priority = asyncio.Event()
         self._no_priority.set()
-        # The slots shared with the other processes: reserved about a tenth of a second at a
-        # time, and this process's replies of the last second counted in each reservation.
+        # The slots shared with the other processes: reserved as sends want them (one per
+        # broadcast send waiting here), with this process's replies of the last second.
         self.slots = slots
-        self._batch = max(1, per_second // 10)
+        self._wanting = 0
+        self._round_trip = 0.0
         self._reserved: deque[float] = deque()
         self._replies: deque[float] = deque()
         self._reserving = asyncio.Lock()
@@ -176,7 +177,7 @@ class Pacer:
         and wait at most ``interactive_max_wait`` seconds.
         """
         start = self.clock()
-        shared = False
+        shared, slot = False, None
         if priority:
             self._priority_waiting += 1
             self._no_priority.clear()
@@ -192,14 +193,18 @@ class Pacer:
                 if ready <= now and (priority or self.slots is None):
                     break
                 if ready <= now:
-                    # The shared slot: sent within the slack after it, or left unused.
-                    ready = await self._shared_slot(now)
-                    now = self.clock()
-                    if ready <= now <= ready + self._late:
-                        self._reserved.popleft()
-                        shared = True
+                    # The shared slot: sent within ``_late`` after it, or left unused.
+                    if slot is None:
+                        slot = await self._take_slot(now)
+                        now = self.clock()
+                    if slot + self._late < now:
+                        slot = None
+                        continue
+                    if slot <= now:
+                        ready, shared = slot, True
                         break
-                await self.sleep(max(ready - now, 0.0))
+                    ready = slot
+                await self.sleep(ready - now)
         finally:
             if priority:
                 self._priority_waiting -= 1
@@ -215,30 +220,39 @@ class Pacer:
             self._replies.append(now)
         return now - start
 
-    async def _shared_slot(self, now: float) -> float:
-        """The next send slot this process reserved on the shared schedule (reserving more
-        when none is left that is not already past)."""
-        async with self._reserving:
-            while self._reserved and self._reserved[0] + self._late < now:
-                self._reserved.popleft()
-            failures = 0
-            while not self._reserved:
-                try:
-                    await self._reserve(now)
-                except Exception:  # the database is away: no broadcast send until it is back
-                    failures += 1
-                    logger.exception("reserving send slots failed (%d)", failures)
-                    await self.sleep(min(2.0**failures, 30.0))
+    async def _take_slot(self, now: float) -> float:
+        """A send slot on the shared schedule, this caller's alone (reserving as many as
+        there are callers waiting when none is left that is not already past)."""
+        self._wanting += 1
+        try:
+            async with self._reserving:
+                failures = 0
+                while True:
+                    while self._reserved and self._reserved[0] + self._late < now:
+                        self._reserved.popleft()
+                    if self._reserved:
+                        return self._reserved.popleft()
+                    try:
+                        await self._reserve(now)
+                    except Exception:  # the database is away: no broadcast send meanwhile
+                        failures += 1
+                        logger.exception("reserving send slots failed (%d)", failures)
+                        await self.sleep(min(2.0**failures, 30.0))
                     now = self.clock()
-            return self._reserved[0]
+        finally:
+            self._wanting -= 1
 
     async def _reserve(self, now: float) -> None:
         assert self.slots is not None
         while self._replies and self._replies[0] <= now - 1.0:
             self._replies.popleft()
         replies = len(self._replies)  # already sent: their slots are taken and left unused
-        count = replies + self._batch
-        first = await self.slots.reserve_slots(max(now, self._hold_until), count, self._spacing)
+        count = replies + self._wanting
+        # Reserved from a little ahead (twice the last reservation's round trip), so the
+        # first slot is not already past when the answer comes.
+        start = max(now + 2 * self._round_trip, self._hold_until)
+        first = await self.slots.reserve_slots(start, count, self._spacing)
+        self._round_trip = 0.7 * self._round_trip + 0.3 * max(self.clock() - now, 0.0)
         self._replies.clear()
         self._reserved.extend(first + i * self._spacing for i in range(replies, count))
 
@@ -302,6 +316,9 @@ class DeliveryWorker:
         if self.lease <= 2 * self._lease_margin:
             raise ValueError("the lease must be longer than twice (per-chat interval + 1 s)")
         self._held: dict[tuple[int, int], dt.datetime] = {}
+        self._claiming = asyncio.Lock()
+        self._claimed: deque[Claimed] = deque()  # claimed for slots about to take them
+        self._wanting = 0
         self._next_takeover = dt.datetime.min.replace(tzinfo=dt.UTC)
 
     # ------------------------------------------------------------------ control
@@ -345,7 +362,7 @@ class DeliveryWorker:
 
     async def _slot(self, until_idle: bool) -> None:
         while not self._stopping:
-            claimed = await self._db(self._claim)
+            claimed = await self._db(self._next)
             if claimed is None:
                 return
             for item in claimed:
@@ -369,18 +386,32 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(pause, self.poll_interval))
 
-    async def _claim(self) -> list[Claimed]:
+    async def _next(self) -> list[Claimed]:
+        """One recipient for a slot (or none): the slots wanting one at the same moment
+        share one claim, which keeps the claims (they take turns across processes) few."""
+        self._wanting += 1
+        try:
+            async with self._claiming:
+                if not self._claimed:
+                    self._claimed.extend(await self._claim(self._wanting))
+                return [self._claimed.popleft()] if self._claimed else []
+        finally:
+            self._wanting -= 1
+
+    async def _claim(self, count: int) -> list[Claimed]:
         start = self.store.now()
         takeover = start >= self._next_takeover  # rows of dead workers: now and then
         if takeover:
             self._next_takeover = start + self.lease / 4
         claimed = await self.store.claim_next(
-            1,
+            count,
             owner=self.owner,
             lease=self.lease.total_seconds(),
             interval=self.pacer.per_chat_interval,
             expired=takeover,
         )
+        if takeover and len(claimed) == count:
+            self._next_takeover = start  # there may be more: look again at the next claim
         for item in claimed:
             self._held[item.broadcast_id, item.chat_id] = start + self.lease
         return claimed

@@ -5,23 +5,23 @@ bot starts on them (and refuses to start on one nobody migrated, with AUTO_MIGRA
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine import Connection
 from test_e2e_bot import ROOT, WELCOME, Chat, Harness
 
-import bot.broadcast_store  # noqa: F401  (its tables are on the metadata compared)
 from bot import migrate as migrations
+from bot.broadcast_store import BroadcastStore  # its tables are on the metadata compared
 from bot.storage import Store, conversations, metadata
 from conversations.state import State
 
@@ -34,26 +34,8 @@ TABLES = {
     "deliveries",
     "audit",
     "reminder_settings",
+    "broadcast_pacing",
 }
-
-
-@pytest.fixture
-def postgres_db(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the shared test server (the others' tables are not in it)."""
-    name = f"mig_{uuid.uuid4().hex[:12]}"
-    server = make_url(postgres_url)
-
-    async def admin(sql: str) -> None:
-        engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    yield server.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -96,8 +78,8 @@ async def test_cli_migrates_an_empty_database_to_exactly_the_codes_tables(
     assert await store._run(tables, commit=False) == set()
     done = migrate_cli(empty_url)
     assert done.returncode == 0, done.stderr
-    assert "0001" in done.stdout
-    assert await store._run(migrations.current, commit=False) == migrations.head() == "0001"
+    assert "0002" in done.stdout
+    assert await store._run(migrations.current, commit=False) == migrations.head() == "0002"
     assert await store._run(tables, commit=False) == TABLES
     assert await store._run(differences, commit=False) == []
     again = migrate_cli(empty_url)  # at head already: nothing to do, no error
@@ -111,7 +93,7 @@ async def test_processes_starting_together_migrate_once(store: Store, empty_url:
     finally:
         for s in others:
             await s.close()
-    assert await store._run(migrations.current, commit=False) == "0001"
+    assert await store._run(migrations.current, commit=False) == "0002"
     assert await store._run(differences, commit=False) == []
 
 
@@ -130,7 +112,7 @@ async def test_a_database_made_before_migrations_is_taken_over_with_its_rows(
     state = State(lang="en")
     assert await store.commit(42, state, 0) == []
     await store.init()
-    assert await store._run(migrations.current, commit=False) == "0001"
+    assert await store._run(migrations.current, commit=False) == "0002"
     loaded, version = await store.load(42)
     assert loaded is not None and loaded.lang == "en" and version == 1
     rows = await store._run(
@@ -170,3 +152,43 @@ def test_bot_refuses_an_unmigrated_postgres_database(harness: Harness, postgres_
     assert done.returncode == 2
     assert "python -m bot migrate" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+async def test_upgrading_from_0001_keeps_the_broadcast_in_progress(store: Store) -> None:
+    """0002 (delivery leases) on a database at 0001 with a broadcast half sent: its rows
+    stay as they were, and the rows left in flight by the old code are taken over."""
+    await store._run(lambda conn: command.upgrade(migrations._config(conn), "0001"), commit=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def seed(conn: Connection) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO broadcasts (id, template, region, created_by, created_at, status,"
+                " total) VALUES (1, 'collection_opens', 'dalate', 900, :now, 'sending', 3)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text("INSERT INTO broadcast_texts VALUES (1, 'zh_Hans', '缴费开始')"),
+        )
+        for chat, status in ((11, "sent"), (12, "inflight"), (13, "pending")):
+            conn.execute(
+                text(
+                    "INSERT INTO deliveries (broadcast_id, chat_id, language, status, attempts,"
+                    " parts_sent, updated_at) VALUES (1, :chat, 'zh_Hans', :status, :n, 0, :now)"
+                ),
+                {"chat": chat, "status": status, "n": int(status != "pending"), "now": now},
+            )
+
+    await store._run(seed, commit=True)
+    await store.init()
+    assert await store._run(migrations.current, commit=False) == "0002"
+    broadcasts = BroadcastStore(store)
+    assert await broadcasts.delivery_status(1) == {
+        11: ("sent", 1, None),
+        12: ("inflight", 1, None),
+        13: ("pending", 0, None),
+    }
+    # The row the old code left in flight has no lease: it counts as ended.
+    claimed = await broadcasts.claim_next(2, owner="new")
+    assert [(c.chat_id, c.text) for c in claimed] == [(12, "缴费开始"), (13, "缴费开始")]

@@ -1,0 +1,209 @@
+"""Broadcast delivery shared by several processes, on SQLite and PostgreSQL.
+
+Each worker has its own :class:`Store` (its own connection pool, as a process would) on one
+database, and the real clock; the sends are recorded by a fake ``send``. The limits are set
+high (500 messages a second) and the leases short to keep the tests brief.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from test_delivery import TEXTS, assert_paced, subscribe_many, wipe_broadcasts
+
+from bot.broadcast_store import BroadcastStore, deliveries
+from bot.delivery import DeliveryWorker, Pacer
+from bot.storage import Store
+
+RATE = 500
+INTERVAL = 1.0
+CONCURRENCY = 4
+SUBSCRIBERS = 2000
+OVERLAP = 200  # the second broadcast's recipients, among the first's
+KILL_AT = 600  # sends
+LEASE = 4.5  # seconds; more than twice (INTERVAL + 1 s)
+
+
+@dataclass
+class Sends:
+    """Every send of every worker: (time, chat, worker number), and how long a send takes."""
+
+    latency: float = 0.002
+    log: list[tuple[float, int, int]] = field(default_factory=list)
+    blocked: dict[int, asyncio.Event] = field(default_factory=dict)
+
+    def by(self, number: int) -> Callable[[int, str], Awaitable[None]]:
+        async def send(chat_id: int, text: str) -> None:
+            self.log.append((time.time(), chat_id, number))
+            gate = self.blocked.get(chat_id)
+            if gate is not None:
+                await gate.wait()
+            await asyncio.sleep(self.latency)
+
+        return send
+
+    def chats(self) -> Counter[int]:
+        return Counter(chat for _, chat, _ in self.log)
+
+    def paced(self) -> list[tuple[float, int]]:
+        return [(t, chat) for t, chat, _ in self.log]
+
+
+@dataclass
+class Fleet:
+    """Workers as separate processes would run them: one store (pool) each."""
+
+    url: str
+    sends: Sends
+    stores: list[Store] = field(default_factory=list)
+    tasks: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    workers: dict[int, DeliveryWorker] = field(default_factory=dict)
+
+    def start(self, number: int, *, lease: float = LEASE, interval: float = INTERVAL) -> None:
+        store = Store(self.url)
+        self.stores.append(store)
+        broadcasts = BroadcastStore(store)
+        pacer = Pacer(RATE, interval, slots=broadcasts)
+        worker = DeliveryWorker(
+            broadcasts,
+            self.sends.by(number),
+            pacer,
+            concurrency=CONCURRENCY,
+            lease=lease,
+            poll_interval=0.2,
+        )
+        self.workers[number] = worker
+        self.tasks[number] = asyncio.create_task(worker.run())
+
+    async def kill(self, number: int) -> None:
+        """As SIGKILL: no outcome recorded, no lease renewed or handed back."""
+        task = self.tasks.pop(number)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()
+        await asyncio.gather(*self.tasks.values())
+        for store in self.stores:
+            await store.close()
+
+
+@pytest.fixture
+async def broadcasts(database_url: str) -> AsyncIterator[BroadcastStore]:
+    store = Store(database_url)
+    await store.init()
+    found = BroadcastStore(store)
+    await store._run(wipe_broadcasts, commit=True)
+    yield found
+    await store._run(wipe_broadcasts, commit=True)  # the server is shared by the whole run
+    await store.close()
+
+
+async def held_by(broadcasts: BroadcastStore, owner: str) -> set[int]:
+    """The chats whose delivery ``owner`` holds in flight."""
+
+    def work(conn: Connection) -> set[int]:
+        held = select(deliveries.c.chat_id).where(
+            deliveries.c.status == "inflight", deliveries.c.lease_owner == owner
+        )
+        return {int(chat) for chat in conn.execute(held).scalars()}
+
+    return await broadcasts.store._run(work, commit=False)
+
+
+async def until_done(broadcasts: BroadcastStore, *ids: int, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [await broadcasts.progress(i) for i in ids]
+        if all(p is not None and p.status == "done" for p in found):
+            return
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.05)
+
+
+async def test_three_workers_overlapping_broadcasts_and_one_killed(
+    broadcasts: BroadcastStore, database_url: str
+) -> None:
+    """2,000 subscribers; a second broadcast to 200 of them overlaps the first; one of three
+    workers is killed mid-run. Everyone gets each broadcast, only the killed worker's sends
+    in flight go twice, and the limits hold across the workers together."""
+    await subscribe_many(broadcasts, range(1, SUBSCRIBERS + 1))
+    first = await broadcasts.queue_broadcast("a", "dalate", 1, TEXTS)
+    for chat in range(OVERLAP + 1, SUBSCRIBERS + 1):  # the second goes to the first 200
+        await broadcasts.unsubscribe(chat)
+    second = await broadcasts.queue_broadcast("b", "dalate", 1, TEXTS)
+    expected = Counter({chat: 1 for chat in range(1, SUBSCRIBERS + 1)})
+    expected.update(range(1, OVERLAP + 1))
+
+    sends = Sends()
+    fleet = Fleet(database_url, sends)
+    for number in range(3):
+        fleet.start(number, lease=LEASE)
+    while len(sends.log) < KILL_AT:
+        await asyncio.sleep(0.005)
+    victim = sends.log[-1][2]  # on SQLite, the one sending
+    owner = fleet.workers[victim].owner
+    await fleet.kill(victim)
+    killed_at = time.time()
+    await asyncio.sleep(0.1)  # its last database calls (worker threads on SQLite) land
+    left = await held_by(broadcasts, owner)  # claimed, outcome not recorded: sent or not
+    sent_by_victim = {chat for _, chat, number in sends.log if number == victim}
+    await until_done(broadcasts, first, second)
+    await asyncio.sleep(0.2)  # a stray send after "done" would show
+    await fleet.stop()
+
+    got = sends.chats()
+    assert set(got) == set(expected)  # nobody skipped, nobody else sent to
+    twice = {chat for chat in got if got[chat] > expected[chat]}
+    assert all(got[chat] == expected[chat] + 1 for chat in twice), got
+    assert twice <= left & sent_by_victim, (twice, left)
+    assert len(twice) <= CONCURRENCY
+    # Nobody took the killed worker's rows while its lease lived (renewed a third of a
+    # lease before the kill at the earliest); the others did within about a lease.
+    retaken = [t - killed_at for t, chat, number in sends.log if chat in left and number != victim]
+    assert len(retaken) >= len(left)
+    assert min(retaken) >= 2 / 3 * LEASE - 0.1 and max(retaken) <= LEASE + 2.0, retaken
+    # At most RATE in any second across all workers; no chat two messages within the
+    # interval, though the broadcasts overlapped and any worker may have sent either.
+    assert_paced(sends.paced(), RATE, INTERVAL)
+    senders = Counter(number for _, _, number in sends.log)
+    if database_url.startswith("postgresql"):
+        assert set(senders) == {0, 1, 2}, senders  # every process sends
+    else:  # one sender at a time: the killed one, then one of the others
+        assert len(senders) == 2 and victim in senders, senders
+    for broadcast, total in ((first, SUBSCRIBERS), (second, OVERLAP)):
+        progress = await broadcasts.progress(broadcast)
+        assert progress is not None and (progress.status, progress.sent) == ("done", total)
+
+
+async def test_a_live_workers_rows_are_not_taken_while_it_renews_its_lease(
+    broadcasts: BroadcastStore, database_url: str
+) -> None:
+    """A process started beside a live one (a restart of another) takes none of its rows,
+    even when a send takes longer than the lease: the live worker renews it."""
+    await subscribe_many(broadcasts, range(1, 21))
+    sends = Sends()
+    slow = 1  # the first recipient: worker 0 claims it and its send hangs
+    sends.blocked[slow] = asyncio.Event()
+    fleet = Fleet(database_url, sends)
+    fleet.start(0, lease=LEASE)
+    broadcast = await broadcasts.queue_broadcast("a", "dalate", 1, TEXTS)
+    while not sends.log:
+        await asyncio.sleep(0.01)
+    assert sends.log[0][1] == slow
+    fleet.start(1, lease=LEASE)
+    await asyncio.sleep(2 * LEASE)  # the lease would have ended twice over
+    assert slow in await held_by(broadcasts, fleet.workers[0].owner)
+    sends.blocked[slow].set()
+    await until_done(broadcasts, broadcast)
+    await fleet.stop()
+    assert sends.chats() == {chat: 1 for chat in range(1, 21)}
+    assert [number for _, chat, number in sends.log if chat == slow] == [0]
