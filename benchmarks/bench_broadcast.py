@@ -1,7 +1,9 @@
 """A broadcast's sustained rate, and what it does to the residents' reply times.
 
-Run by hand: ``.venv/bin/python benchmarks/bench_broadcast.py [--subscribers N] [--rate R]``
-(defaults: 1,000 subscribers at 25 messages/s, the bot's default BROADCAST_PER_SECOND).
+Run by hand: ``.venv/bin/python benchmarks/bench_broadcast.py [--subscribers N] [--rate R]
+[--postgres] [--processes P]`` (defaults: 1,000 subscribers at 25 messages/s, the bot's
+default BROADCAST_PER_SECOND, one process on SQLite). With ``--postgres`` the database is a
+throwaway PostgreSQL server (``tests/pg_server.py``) and P processes send together.
 
 The real ``python -m bot`` process runs against the local Bot API stand-in
 (``tests/botapi_stub.py``), on a SQLite file in a temporary directory, through the end-to-end
@@ -19,6 +21,7 @@ first and last second left out), no second holds more than the limit, and a broa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import statistics
 import sys
@@ -30,6 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from botapi_stub import BotApiStub
+from pg_server import postgres_server
+from sqlalchemy.engine import Connection
 from test_e2e_bot import Harness
 from test_e2e_broadcast import REGION, Db, bot_settings, china_now, queue_with_cli, send_calls
 
@@ -102,24 +107,50 @@ def max_in_window(times: list[float], width: float = 1.0) -> int:
     return best
 
 
+def transactions(db: Db) -> int:
+    """Transactions the PostgreSQL database has finished so far (its statistics)."""
+
+    def work(conn: Connection) -> int:
+        found = conn.exec_driver_sql(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        )
+        return int(found.scalar_one())
+
+    time.sleep(1.5)  # the server publishes a backend's counts at most once a second
+    return db.run(db.store._run(work, commit=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=25, help="BROADCAST_PER_SECOND")
+    parser.add_argument(
+        "--postgres", action="store_true", help="a throwaway PostgreSQL server, not SQLite"
+    )
+    parser.add_argument("--processes", type=int, default=1, help="bot processes sending")
     args = parser.parse_args()
     settings = bot_settings(BROADCAST_PER_SECOND=str(args.rate))
 
-    with tempfile.TemporaryDirectory() as tmp, BotApiStub() as stub:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        stub = stack.enter_context(BotApiStub())
         harness = Harness(stub, Path(tmp))
-        db = Db(f"sqlite+aiosqlite:///{harness.db}")
+        url = f"sqlite+aiosqlite:///{harness.db}"
+        if args.postgres:
+            url = stack.enter_context(postgres_server())
+            settings["DATABASE_URL"] = url
+        db = Db(url)
         try:
             seed(db, args.subscribers)
-            bot = harness.launch(**settings)
+            bots = [harness.launch(**settings) for _ in range(args.processes)]
+            bot = bots[0]
             residents = Residents(stub)
             residents.delays(residents.run(lambda n: n >= 3))  # warm-up: templates, pools
             baseline = residents.delays(residents.run(lambda n: n >= BASELINE))
 
             day = china_now().date()
+            before = transactions(db) if args.postgres else 0
             broadcast_id = queue_with_cli(harness, day, settings)
             subscribers = range(FIRST_SUBSCRIBER, FIRST_SUBSCRIBER + args.subscribers)
 
@@ -131,7 +162,7 @@ def main() -> None:
                 time.sleep(0.05)
 
             def done(_: int) -> bool:
-                assert bot.alive(), harness.logs()
+                assert all(b.alive() for b in bots), harness.logs()
                 return db.progress(broadcast_id).status == "done"
 
             during_batch = residents.run(done)
@@ -142,6 +173,7 @@ def main() -> None:
             progress = db.progress(broadcast_id)
             all_sends = [t for _, t, _, _ in send_calls(stub)]
             per_second = stub.sends_per_second()
+            spent = transactions(db) - before if args.postgres else 0
         finally:
             harness.stop_all()
             db.close()
@@ -159,11 +191,18 @@ def main() -> None:
     def ms(seconds: float) -> str:
         return f"{seconds * 1000:.0f} ms"
 
+    engine = "PostgreSQL" if args.postgres else "SQLite"
     print(
         f"broadcast #{broadcast_id}: {progress.sent} of {args.subscribers} subscribers sent in "
-        f"{last - first:.1f} s; limit {limit}/s and 1 s per chat; "
-        f"{len(during)} residents' /help during it, {len(baseline)} in the baseline"
+        f"{last - first:.1f} s by {args.processes} process(es) on {engine}; limit {limit}/s "
+        f"and 1 s per chat; {len(during)} residents' /help during it, {len(baseline)} in the "
+        "baseline"
     )
+    if args.postgres:
+        print(
+            f"database transactions per broadcast message: {spent / progress.sent:.2f} "
+            "(every transaction of the run: the residents' and the benchmark's own included)"
+        )
     print()
     row("", "measured", "goal")
     row("sustained rate, broadcast sends", f"{broadcast_rate:.2f}/s {broadcast_rate / limit:.1%}")

@@ -3,10 +3,13 @@
 1. 2,000 subscribers, some of whom blocked the bot or draw a 429, a SIGKILL when about 40 %
    are sent and a restart: everyone gets the announcement, at most the sends in flight at the
    kill twice, within both rate limits, and the blocked chats end up unsubscribed.
-2. The staff flow over Telegram: residents subscribe (command + button, the 🔔 button under a
+2. Two processes on PostgreSQL share a broadcast to 2,000 subscribers; one is SIGKILLed and
+   started again: everyone gets it, within both rate limits for the two together.
+3. The staff flow over Telegram: residents subscribe (command + button, the 🔔 button under a
    quote), unsubscribe or block the bot; staff preview, confirm and follow the broadcast.
 
-The database is the harness' SQLite file, read (and seeded) here through ``BroadcastStore``.
+The database is the harness' SQLite file (2's a PostgreSQL database), read (and seeded) here
+through ``BroadcastStore``.
 Expected texts come from ``conversations.announcements.render``, as the bot renders them.
 """
 
@@ -27,11 +30,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from botapi_stub import BotApiStub, JSONDict
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from test_e2e_bot import WAIT, BotProcess, Chat, Harness
 
-from bot.broadcast_store import BroadcastStore, subscriptions
+from bot.broadcast_store import BroadcastStore, deliveries, subscriptions
 from bot.storage import Store
 from conversations import announcements
 from conversations.broadcast import Progress, progress_line, progress_text
@@ -123,6 +126,7 @@ def bot_settings(**extra: str) -> dict[str, str]:
         "BROADCAST_CONCURRENCY": "4",
         "BROADCAST_PROGRESS_INTERVAL": "10",
         "BROADCAST_WORKER": "true",
+        "BROADCAST_LEASE_SECONDS": "5",  # a killed process's recipients resent 5 s later
         "TIMEZONE": "Asia/Shanghai",
         "TODAY": DAY.isoformat(),
     }
@@ -160,8 +164,10 @@ def queue_with_cli(harness: Harness, day: dt.date, settings: dict[str, str]) -> 
     return int(found.group(1))
 
 
-def wait_until_done(harness: Harness, bot: BotProcess, db: Db, broadcast_id: int) -> Progress:
-    deadline = time.monotonic() + 60
+def wait_until_done(
+    harness: Harness, bot: BotProcess, db: Db, broadcast_id: int, timeout: float = 60
+) -> Progress:
+    deadline = time.monotonic() + timeout
     while True:
         progress = db.progress(broadcast_id)
         if progress.status == "done":
@@ -316,7 +322,111 @@ def test_two_thousand_subscribers_with_faults_kill_and_restart(harness: Harness,
         assert len(held) <= CONCURRENCY - 1, (chat, held)
 
 
-# ----------------------------------------------------------------------------- 2. staff flow
+# ----------------------------------------------------------------------------- 2. two processes
+
+
+def held_by_process(db: Db, pid: int) -> set[int]:
+    """Chats whose delivery the bot process ``pid`` holds in flight (its lease owner id
+    is host:pid:random)."""
+
+    def work(conn: Connection) -> set[int]:
+        held = select(deliveries.c.chat_id).where(
+            deliveries.c.status == "inflight", deliveries.c.lease_owner.like(f"%:{pid}:%")
+        )
+        return {int(chat) for chat in conn.execute(held).scalars()}
+
+    return db.run(db.store._run(work, commit=False))
+
+
+def sending_processes(db: Db, broadcast_id: int) -> set[str]:
+    """The pids whose workers recorded deliveries of the broadcast (the last holder's)."""
+
+    def work(conn: Connection) -> set[str]:
+        owners = select(deliveries.c.lease_owner).where(
+            deliveries.c.broadcast_id == broadcast_id, deliveries.c.status == "sent"
+        )
+        return {str(owner).split(":")[-2] for owner in conn.execute(owners.distinct()).scalars()}
+
+    return db.run(db.store._run(work, commit=False))
+
+
+def test_two_processes_on_postgres_share_a_broadcast_one_killed_and_restarted(
+    harness: Harness, postgres_db: str
+) -> None:
+    """Two ``python -m bot`` processes on one PostgreSQL database send one broadcast to
+    2,000 subscribers; one is SIGKILLed at about 40 % and started again. Everyone gets it,
+    at most the killed process's sends in flight twice, and the limits hold for the two
+    processes together."""
+    stub = harness.stub
+    db = Db(postgres_db)  # migrates it
+    try:
+        day = china_now().date()
+        chats = [FIRST_CHAT + i for i in range(SUBSCRIBERS)]
+        language = {chat: LANGUAGES[i % len(LANGUAGES)] for i, chat in enumerate(chats)}
+        now = dt.datetime.now(dt.UTC)
+        db.seed(
+            [
+                {
+                    "chat_id": chat,
+                    "region": REGION,
+                    "language": language[chat],
+                    "active": True,
+                    "subscribed_at": now,
+                    "updated_at": now,
+                }
+                for chat in chats
+            ]
+        )
+        expected = {locale: announcement(locale, day) for locale in LANGUAGES}
+        settings = bot_settings(
+            DATABASE_URL=postgres_db,
+            BROADCAST_PER_SECOND=str(RATE),
+            BROADCAST_CONCURRENCY=str(CONCURRENCY),
+        )
+        first, second = harness.launch(**settings), harness.launch(**settings)
+        broadcast_id = queue_with_cli(harness, day, settings)
+
+        deadline = time.monotonic() + 120
+        while stub.methods().count("sendMessage") < KILL_AT:
+            assert first.alive() and second.alive(), "a bot exited while sending"
+            assert time.monotonic() < deadline, "the broadcast did not get going"
+            time.sleep(0.01)
+        first.sigkill()
+        held = held_by_process(db, first.pid)  # claimed, outcome not recorded
+        assert len(held) <= CONCURRENCY
+        restarted = harness.launch(**settings)
+        progress = wait_until_done(harness, restarted, db, broadcast_id, timeout=120)
+        time.sleep(0.2)  # a stray send after "done" would show
+        processes = sending_processes(db, broadcast_id)
+    finally:
+        db.close()
+
+    assert progress.sent == SUBSCRIBERS and progress.total == SUBSCRIBERS
+    assert second.alive() and restarted.alive()
+    # All three processes delivered: the first until the kill, the others to the end.
+    assert processes == {str(first.pid), str(second.pid), str(restarted.pid)}, processes
+    received: dict[int, list[str]] = defaultdict(list)
+    for record in stub.sent_messages():
+        received[int(record["chat_id"])].append(str(record["text"]))
+    received.pop(STAFF, None)  # progress reports
+    assert set(received) == set(chats)
+    for chat in chats:
+        assert set(received[chat]) == {expected[language[chat]]}, chat
+    twice = {chat for chat in chats if len(received[chat]) > 1}
+    assert all(len(received[chat]) == 2 for chat in twice)
+    assert twice <= held, (twice, held)
+    # The overall limit for both processes together, and one second between two messages
+    # to a chat (a repeat after the kill included).
+    assert max(stub.sends_per_second().values()) <= RATE, stub.sends_per_second()
+    by_chat: dict[int, list[float]] = defaultdict(list)
+    for _, t, chat, _ in send_calls(stub):
+        by_chat[chat].append(t)
+    by_chat.pop(STAFF, None)
+    for chat, stamps in by_chat.items():
+        assert all(b - a >= 1.0 for a, b in itertools.pairwise(stamps)), (chat, stamps)
+
+
+# ----------------------------------------------------------------------------- 3. staff flow
 
 
 def subscribe_with_command(chat: Chat) -> None:
