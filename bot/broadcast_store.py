@@ -26,6 +26,7 @@ records the recipient's language, so a resumed broadcast sends exactly what was 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -198,6 +199,7 @@ class Claimed:
     chat_id: int
     text: str
     parts_sent: int = 0
+    slot: float | None = None  # a send slot reserved with the claim (see ``claim_next``)
 
 
 def _now() -> dt.datetime:
@@ -254,6 +256,23 @@ def _pacing_row(conn: Connection) -> None:
     """The shared pacing row, made on first use (and after the tests wipe the tables)."""
     stmt = _upsert(conn, pacing).values(id=PACING_ROW, next_slot=0.0)
     conn.execute(stmt.on_conflict_do_nothing(index_elements=[pacing.c.id]))
+
+
+def _reserve(conn: Connection, start: float, count: int, spacing: float) -> float:
+    """See :meth:`BroadcastStore.reserve_slots`."""
+    taken = pacing.c.next_slot
+    base = case((and_(taken > start, taken < start + MAX_AHEAD), taken), else_=start)
+    stmt = (
+        update(pacing)
+        .where(pacing.c.id == PACING_ROW)
+        .values(next_slot=base + count * spacing)
+        .returning(pacing.c.next_slot)
+    )
+    end = conn.execute(stmt).scalar()
+    if end is None:
+        _pacing_row(conn)
+        end = conn.execute(stmt).scalar_one()
+    return float(end) - count * spacing
 
 
 def _take_sender(conn: Connection, owner: str, now: dt.datetime, until: dt.datetime) -> bool:
@@ -656,6 +675,7 @@ class BroadcastStore:
         lease: float = 30.0,
         interval: float = 0.0,
         expired: bool = True,
+        slots: tuple[float, float] | None = None,
     ) -> list[Claimed]:
         """Up to ``batch`` recipients of running broadcasts, oldest broadcast first, marked
         ``inflight`` under a lease of ``lease`` seconds held by ``owner`` and committed before
@@ -666,7 +686,8 @@ class BroadcastStore:
         while another broadcast's message to it is in flight or was sent less than
         ``interval`` seconds ago. Claims take turns (see the module doc), so two workers
         never hold one recipient. On SQLite nothing is claimed unless ``owner`` holds the
-        sender lease.
+        sender lease. With ``slots`` (start, spacing) a send slot is reserved for each
+        recipient in the same transaction, as :meth:`reserve_slots` would.
         """
         now = self._clock()
         until = now + dt.timedelta(seconds=lease)
@@ -692,6 +713,13 @@ class BroadcastStore:
                     .where(tuple_(deliveries.c.broadcast_id, deliveries.c.chat_id).in_(keys))
                     .values(status="inflight", lease_owner=owner, lease_until=until, updated_at=now)
                 )
+            if claimed and slots is not None:
+                start, spacing = slots
+                first = _reserve(conn, start, len(claimed), spacing)
+                claimed = [
+                    dataclasses.replace(item, slot=first + i * spacing)
+                    for i, item in enumerate(claimed)
+                ]
             return claimed
 
         return await self.store._run(work, commit=True)
@@ -774,23 +802,15 @@ class BroadcastStore:
         """Reserve ``count`` send slots ``spacing`` seconds apart on the overall schedule every
         process shares, the first at ``start`` (seconds since the epoch) or after the slots
         already reserved; returns the first."""
+        return await self.store._run(
+            lambda conn: _reserve(conn, start, count, spacing), commit=True
+        )
 
-        def work(conn: Connection) -> float:
-            taken = pacing.c.next_slot
-            base = case((and_(taken > start, taken < start + MAX_AHEAD), taken), else_=start)
-            stmt = (
-                update(pacing)
-                .where(pacing.c.id == PACING_ROW)
-                .values(next_slot=base + count * spacing)
-                .returning(pacing.c.next_slot)
-            )
-            end = conn.execute(stmt).scalar()
-            if end is None:
-                _pacing_row(conn)
-                end = conn.execute(stmt).scalar_one()
-            return float(end) - count * spacing
-
-        return await self.store._run(work, commit=True)
+    @property
+    def shares_the_rate(self) -> bool:
+        """Whether several processes send at once, so that the overall limit is kept in the
+        database (PostgreSQL); on SQLite the one sending process paces alone."""
+        return self.store.engine.dialect.name == "postgresql"
 
     def now(self) -> dt.datetime:
         """The time leases are reckoned in (this store's clock)."""

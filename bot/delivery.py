@@ -130,8 +130,8 @@ class Pacer:
         self.interactive_max_wait = interactive_max_wait
         self.clock = clock
         self.sleep = sleep
-        self._spacing = (1.0 + margin) / per_second
-        self._slack = min(margin, self._spacing / 2)
+        self.spacing = (1.0 + margin) / per_second
+        self._slack = min(margin, self.spacing / 2)
         # A shared slot used this late still keeps any second within the limit: the slots a
         # window of 1 s + margin can hold, per_second, are all the slots of any 1 s of sends.
         self._late = margin / 2
@@ -144,6 +144,7 @@ class Pacer:
         # The slots shared with the other processes: reserved as sends want them (one per
         # broadcast send waiting here), with this process's replies of the last second.
         self.slots = slots
+        self.shared = slots is not None
         self._wanting = 0
         self._round_trip = 0.0
         self._reserved: deque[float] = deque()
@@ -158,7 +159,7 @@ class Pacer:
     def _ready_at(self, chat_id: int, priority: bool) -> float:
         ready = -math.inf
         if self._window:
-            ready = self._window[-1] + self._spacing
+            ready = self._window[-1] + self.spacing
             if len(self._window) == self.per_second:
                 ready = max(ready, self._window[0] + 1.0 + self.margin)
         if priority:
@@ -170,14 +171,17 @@ class Pacer:
             ready = max(ready, last + self.per_chat_interval)
         return max(ready, self._hold_until)
 
-    async def acquire(self, chat_id: int, *, priority: bool = False) -> float:
+    async def acquire(
+        self, chat_id: int, *, priority: bool = False, slot: float | None = None
+    ) -> float:
         """Wait until a message to ``chat_id`` may be sent and count it; returns the wait.
 
         ``priority`` is for interactive replies: they go before any waiting broadcast send
-        and wait at most ``interactive_max_wait`` seconds.
+        and wait at most ``interactive_max_wait`` seconds. ``slot``: a shared send slot
+        already reserved for this send (with its claim), used if it is not past.
         """
         start = self.clock()
-        shared, slot = False, None
+        shared = False
         if priority:
             self._priority_waiting += 1
             self._no_priority.clear()
@@ -190,7 +194,7 @@ class Pacer:
                 ready = self._ready_at(chat_id, priority)
                 if priority:
                     ready = min(ready, start + self.interactive_max_wait)
-                if ready <= now and (priority or self.slots is None):
+                if ready <= now and (priority or not self.shared):
                     break
                 if ready <= now:
                     # The shared slot: sent within ``_late`` after it, or left unused.
@@ -216,7 +220,7 @@ class Pacer:
         # margin, so any per_second sends in a row still span more than a second.
         slot = ready if shared or now - ready <= self._slack else now
         self._record(chat_id, slot, now)
-        if priority and self.slots is not None:
+        if priority and self.shared:
             self._replies.append(now)
         return now - start
 
@@ -251,10 +255,10 @@ class Pacer:
         # Reserved from a little ahead (twice the last reservation's round trip), so the
         # first slot is not already past when the answer comes.
         start = max(now + 2 * self._round_trip, self._hold_until)
-        first = await self.slots.reserve_slots(start, count, self._spacing)
+        first = await self.slots.reserve_slots(start, count, self.spacing)
         self._round_trip = 0.7 * self._round_trip + 0.3 * max(self.clock() - now, 0.0)
         self._replies.clear()
-        self._reserved.extend(first + i * self._spacing for i in range(replies, count))
+        self._reserved.extend(first + i * self.spacing for i in range(replies, count))
 
     def _record(self, chat_id: int, slot: float, now: float) -> None:
         self._window.append(slot)
@@ -318,6 +322,7 @@ class DeliveryWorker:
         self._held: dict[tuple[int, int], dt.datetime] = {}
         self._claiming = asyncio.Lock()
         self._claimed: deque[Claimed] = deque()  # claimed for slots about to take them
+        self._round_trip = 0.0
         self._wanting = 0
         self._next_takeover = dt.datetime.min.replace(tzinfo=dt.UTC)
 
@@ -403,13 +408,19 @@ class DeliveryWorker:
         takeover = start >= self._next_takeover  # rows of dead workers: now and then
         if takeover:
             self._next_takeover = start + self.lease / 4
+        pacer = self.pacer
+        asked = pacer.clock()
         claimed = await self.store.claim_next(
             count,
             owner=self.owner,
             lease=self.lease.total_seconds(),
-            interval=self.pacer.per_chat_interval,
+            interval=pacer.per_chat_interval,
             expired=takeover,
+            # The send slots with the claim (one transaction less per send), from a little
+            # ahead so that the first is not past when the answer comes.
+            slots=(asked + 2 * self._round_trip, pacer.spacing) if pacer.shared else None,
         )
+        self._round_trip = 0.7 * self._round_trip + 0.3 * max(pacer.clock() - asked, 0.0)
         if takeover and len(claimed) == count:
             self._next_takeover = start  # there may be more: look again at the next claim
         for item in claimed:
@@ -467,7 +478,7 @@ class DeliveryWorker:
         while True:
             if self._stopping:
                 return None
-            await self.pacer.acquire(chat_id)
+            await self.pacer.acquire(chat_id, slot=item.slot if attempts == 0 else None)
             if not self._still_held(item):
                 logger.warning("broadcast %d: a lease ran out before its send", broadcast_id)
                 self._held.pop((broadcast_id, chat_id), None)

@@ -379,7 +379,8 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         pacer = Pacer(
             settings.broadcast_per_second,
             settings.broadcast_per_chat_interval,
-            slots=service.broadcasts,  # the overall limit is shared with the other processes
+            # PostgreSQL: every process sends, the overall limit is kept in the database.
+            slots=service.broadcasts if service.broadcasts.shares_the_rate else None,
         )
         worker = DeliveryWorker(
             service.broadcasts,

@@ -71,7 +71,9 @@ class Fleet:
         store = Store(self.url)
         self.stores.append(store)
         broadcasts = BroadcastStore(store)
-        pacer = Pacer(RATE, interval, slots=broadcasts)
+        pacer = Pacer(
+            RATE, interval, slots=broadcasts if broadcasts.shares_the_rate else None
+        )  # as bot.telegram_app does
         worker = DeliveryWorker(
             broadcasts,
             self.sends.by(number),

@@ -49,7 +49,7 @@ def test_polling_bot_serves_health_and_metrics_on_its_port(harness: Harness) -> 
     base = f"http://127.0.0.1:{port}"
     health = get(f"{base}/healthz")
     assert health.status_code == 200
-    assert health.json() == {"ok": True, "database": "ok", "migration": "0001", "head": "0001"}
+    assert health.json() == {"ok": True, "database": "ok", "migration": "0002", "head": "0002"}
 
     chat = Chat(harness.stub)
     chat.send("/start")
@@ -102,6 +102,11 @@ async def test_pending_deliveries_are_counted_across_broadcasts(database_url: st
         await broadcasts.queue_broadcast("deadline", "shangluo", 900, {"zh_Hans": "x"})
         await broadcasts.queue_broadcast("deadline", "tonghe", 900, {"zh_Hans": "x"})
         assert await broadcasts.unfinished() == 4
+        # Claimed by a worker that died (its lease ended): unfinished until someone sends.
+        claimed = await broadcasts.claim_next(2, owner="killed", lease=0.001)
+        assert len(claimed) == 2 and await broadcasts.unfinished() == 4
+        await broadcasts.mark_sent(claimed[0].broadcast_id, claimed[0].chat_id)
+        assert await broadcasts.unfinished() == 3
     finally:
         await store._run(wipe_broadcasts, commit=True)
         await store.close()
