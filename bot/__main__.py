@@ -7,9 +7,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import secrets
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -190,6 +193,10 @@ def serve(argv: list[str]) -> int:
         # One secret for every process: each registering its own would lock out the others.
         settings.webhook_secret = SecretStr(secrets.token_urlsafe(32))
     _logging("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    # /metrics sums every worker's figures: prometheus-client reads this at import.
+    metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp()))
+    for old in metrics_dir.glob("*.db"):  # figures of an earlier run
+        old.unlink()
     from bot.telegram_app import run
     from bot.workers import supervise
 

@@ -108,7 +108,7 @@ def create_engine(url: str) -> Engine | AsyncEngine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         # Each chat being handled holds a connection (Store.chat) and may need one more.
-        return create_async_engine(url, pool_size=CHAT_SLOTS + 4, max_overflow=CHAT_SLOTS)
+        return create_async_engine(url, pool_size=CHAT_SLOTS + 4, max_overflow=4)
     engine = create_async_engine(url)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

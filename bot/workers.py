@@ -21,6 +21,7 @@ from collections.abc import Callable
 from types import FrameType
 
 import tornado.netutil
+from prometheus_client import multiprocess
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def supervise(workers: int, port: int, address: str, child: Child) -> int:
         if pid not in children:
             continue
         index = children.pop(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # counters stay
         if os.WIFSIGNALED(status) and not stopping:
             log.warning(
                 "worker %d killed by signal %d; starting it again", index, os.WTERMSIG(status)

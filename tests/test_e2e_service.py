@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +87,13 @@ def applied(url: str, chat_id: int) -> tuple[list[int], int]:
     return asyncio.run(load())
 
 
+def committed(metrics: str) -> float:
+    """Updates committed, by the Prometheus page."""
+    found = re.search(r'^yibao_updates_handled_total\{outcome="committed"\} (\S+)$', metrics, re.M)
+    assert found is not None, metrics
+    return float(found.group(1))
+
+
 def selected(record: JSONDict) -> int:
     """Categories marked chosen on a categories keyboard."""
     rows = record["reply_markup"]["inline_keyboard"]
@@ -114,6 +122,11 @@ def test_a_chats_concurrent_updates_are_applied_once_and_answered_in_order(
                 stub.press_button(chat, keyboard["message_id"], f"cat:{c}") for c in CATEGORIES
             ]
         list(pool.map(lambda u: deliver(client, url, u), presses))
+    # /metrics from whichever worker answers counts every worker's updates.
+    metrics_url = url.removesuffix("/hook") + "/metrics"
+    for _ in range(4):
+        page = httpx.get(metrics_url, timeout=WAIT, trust_env=False).text
+        assert committed(page) == len(chats) * (3 + len(CATEGORIES)), page
     for chat in chats:
         seen, version = applied(postgres_db, chat)
         assert version == 3 + len(CATEGORIES), (chat, version)  # each update applied once
@@ -146,6 +159,11 @@ def test_a_killed_worker_is_restarted_and_no_conversation_is_lost(
     assert bot.alive()
     now = workers(bot)
     assert second in now and first not in now and len(now) == 2, now
+    base = url.removesuffix("/hook")
+    assert httpx.get(f"{base}/healthz", timeout=WAIT, trust_env=False).json()["ok"] is True
+    # The killed worker's figures are still counted (a redelivered update counts again).
+    page = httpx.get(f"{base}/metrics", timeout=WAIT, trust_env=False).text
+    assert committed(page) >= len(chats) * len(script)
     for chat in chats:
         seen, version = applied(postgres_db, chat)
         assert version == len(script) and len(seen) == len(script), (chat, version)
