@@ -18,7 +18,6 @@ import httpx
 import pytest
 from botapi_stub import JSONDict
 from test_e2e_bot import WAIT, BotProcess, Harness, free_port
-from test_migrations import postgres_db  # noqa: F401 (a fixture)
 
 from bot.storage import Store
 
@@ -27,7 +26,7 @@ CATEGORIES = ["dibao", "tekun", "guer", "jiance", "fanpin", "veteran"]
 
 
 @pytest.fixture
-def service(harness: Harness, postgres_db: str) -> tuple[BotProcess, str]:  # noqa: F811
+def service(harness: Harness, postgres_db: str) -> tuple[BotProcess, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
     bot = harness.launch(
@@ -103,7 +102,7 @@ def selected(record: JSONDict) -> int:
 def test_a_chats_concurrent_updates_are_applied_once_and_answered_in_order(
     harness: Harness,
     service: tuple[BotProcess, str],
-    postgres_db: str,  # noqa: F811
+    postgres_db: str,
 ) -> None:
     bot, url = service
     assert len(workers(bot)) == 2
@@ -140,7 +139,7 @@ def test_a_chats_concurrent_updates_are_applied_once_and_answered_in_order(
 def test_a_killed_worker_is_restarted_and_no_conversation_is_lost(
     harness: Harness,
     service: tuple[BotProcess, str],
-    postgres_db: str,  # noqa: F811
+    postgres_db: str,
 ) -> None:
     bot, url = service
     first, second = workers(bot)
