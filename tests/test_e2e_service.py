@@ -10,6 +10,8 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -169,3 +171,27 @@ def test_a_killed_worker_is_restarted_and_no_conversation_is_lost(
         texts = [str(m["text"]) for m in stub.sent_messages(chat)]
         # 商洛市 一（三）: 380 a year; 二（二）: 低保对象 get 190 of it, so 190 is due.
         assert "现在需缴：<b>190元</b>" in texts[-1], texts[-1]
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"WEBHOOK_URL": ""}, "serve 需要 BOT_TOKEN 和 WEBHOOK_URL"),
+        ({"WEBHOOK_URL": "http://127.0.0.1:9/hook"}, "多个进程需要 PostgreSQL"),
+    ],
+)
+def test_serve_refuses_what_cannot_work(
+    harness: Harness, settings: dict[str, str], says: str
+) -> None:
+    """Without a webhook address, or several processes on one SQLite file: a clear line
+    and status 2, nothing started."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--workers", "2"],
+        cwd=harness.tmp_path,
+        env=harness.env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"错误：{says}"), done.stderr
