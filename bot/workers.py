@@ -12,6 +12,8 @@ way. SIGTERM or SIGINT to the parent stops every process, each after its update 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -25,7 +27,18 @@ from prometheus_client import multiprocess
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 Child = Callable[[int, list[socket.socket]], int]  # (index, sockets) -> exit code
+
+
+def _stop_with_parent(parent: int) -> None:
+    """SIGTERM this process when the supervisor dies, even by SIGKILL (Linux), so no
+    worker is left holding the port and the database."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before that
+        os._exit(1)
 
 
 def supervise(workers: int, port: int, address: str, child: Child) -> int:
@@ -36,11 +49,14 @@ def supervise(workers: int, port: int, address: str, child: Child) -> int:
     stopping = False
     failure = 0
 
+    parent = os.getpid()
+
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:  # the child: its own event loop, engine and signal handlers
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _stop_with_parent(parent)
             code = 1
             try:
                 code = child(index, sockets)

@@ -195,3 +195,14 @@ def test_serve_refuses_what_cannot_work(
     )
     assert done.returncode == 2
     assert done.stderr.startswith(f"错误：{says}"), done.stderr
+
+
+def test_workers_stop_when_serve_is_killed(service: tuple[BotProcess, str]) -> None:
+    """A supervisor killed outright leaves no worker holding the port or the database."""
+    bot, _ = service
+    pids = workers(bot)
+    bot.sigkill()
+    deadline = time.monotonic() + WAIT
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        assert time.monotonic() < deadline, "a worker outlived serve"
+        time.sleep(0.1)
