@@ -156,7 +156,7 @@ async def test_a_chats_turns_never_overlap_and_other_chats_go_on(store: Store) -
             assert await s.load(chat_id) == (None, 0)
             events.append(f"{name} out")
 
-    first = asyncio.create_task(turn(store, 7, "a", 0.3))
+    first = asyncio.create_task(turn(store, 7, "a", 1.0))
     await holding.wait()  # a holds chat 7
     await asyncio.gather(turn(other, 7, "b", 0), turn(other, 8, "c", 0), first)
     if other is not store:
