@@ -145,8 +145,9 @@ pacing = Table(
 PACING_ROW = 1
 # A next slot further ahead than this was left by a clock that jumped back: start afresh.
 MAX_AHEAD = 3600.0
-# Claims on PostgreSQL take turns on this advisory lock (any fixed number).
-CLAIM_LOCK = 0x79696262
+# Claims on PostgreSQL take turns on this advisory lock: two int4 keys, a key space apart
+# from the one-bigint locks the conversations take on chat ids (bot.storage).
+CLAIM_LOCK = (0x79696261, 1)  # "yiba", claims
 
 audit = Table(
     "audit",
@@ -695,7 +696,7 @@ class BroadcastStore:
 
         def work(conn: Connection) -> list[Claimed]:
             if conn.dialect.name == "postgresql":
-                conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
+                conn.execute(select(func.pg_advisory_xact_lock(*CLAIM_LOCK)))
             elif not _take_sender(conn, owner, now, until):
                 return []
             kinds = [deliveries.c.status == "pending"]

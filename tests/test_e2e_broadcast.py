@@ -204,9 +204,9 @@ THROTTLED = [FIRST_CHAT + i for i in (150, 450, 1300)]  # two before the kill, o
 KILL_AT = 800  # sendMessage attempts, about 40 %
 
 
-def test_two_thousand_subscribers_with_faults_kill_and_restart(harness: Harness, db: Db) -> None:
-    stub = harness.stub
-    day = china_now().date()
+def seed_subscribers(db: Db) -> dict[int, str]:
+    """SUBSCRIBERS subscribers of REGION from FIRST_CHAT on, in turn in each of LANGUAGES;
+    their languages by chat."""
     chats = [FIRST_CHAT + i for i in range(SUBSCRIBERS)]
     language = {chat: LANGUAGES[i % len(LANGUAGES)] for i, chat in enumerate(chats)}
     now = dt.datetime.now(dt.UTC)
@@ -223,6 +223,14 @@ def test_two_thousand_subscribers_with_faults_kill_and_restart(harness: Harness,
             for chat in chats
         ]
     )
+    return language
+
+
+def test_two_thousand_subscribers_with_faults_kill_and_restart(harness: Harness, db: Db) -> None:
+    stub = harness.stub
+    day = china_now().date()
+    language = seed_subscribers(db)
+    chats = list(language)
     assert not set(BLOCKED) & set(THROTTLED)
     for chat in BLOCKED:
         stub.fail_next("sendMessage", 403, BLOCKED_DESCRIPTION, chat_id=chat, count=10)
@@ -361,22 +369,8 @@ def test_two_processes_on_postgres_share_a_broadcast_one_killed_and_restarted(
     db = Db(postgres_db)  # migrates it
     try:
         day = china_now().date()
-        chats = [FIRST_CHAT + i for i in range(SUBSCRIBERS)]
-        language = {chat: LANGUAGES[i % len(LANGUAGES)] for i, chat in enumerate(chats)}
-        now = dt.datetime.now(dt.UTC)
-        db.seed(
-            [
-                {
-                    "chat_id": chat,
-                    "region": REGION,
-                    "language": language[chat],
-                    "active": True,
-                    "subscribed_at": now,
-                    "updated_at": now,
-                }
-                for chat in chats
-            ]
-        )
+        language = seed_subscribers(db)
+        chats = list(language)
         expected = {locale: announcement(locale, day) for locale in LANGUAGES}
         settings = bot_settings(
             DATABASE_URL=postgres_db,
