@@ -56,7 +56,11 @@ def upgrade(conn: Connection) -> None:
     if conn.dialect.name != "sqlite" or database in (None, "", ":memory:"):
         command.upgrade(_config(conn), "head")
         return
-    # SQLite runs DDL outside a transaction: other processes wait on this lock instead.
+    # SQLite runs DDL outside a transaction: other processes wait on this lock instead,
+    # and the migration is committed before the lock goes (on a connection of its own), so
+    # the next one finds the database at head, not half-way (seen with two revisions).
     with Path(f"{database}.migrate-lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        command.upgrade(_config(conn), "head")
+        with conn.engine.connect() as own:
+            command.upgrade(_config(own), "head")
+            own.commit()
