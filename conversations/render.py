@@ -31,6 +31,9 @@ def environment(locale: str) -> Environment:
     loc = localizer(locale)
     env = Environment(
         loader=PackageLoader("locales", "templates"),
+        # The templates ship with the code: looking for a newer file on every render (two
+        # stat calls) cost more than rendering most prompts (benchmarks/bench_updates.py).
+        auto_reload=False,
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
