@@ -247,19 +247,24 @@ class Traffic:
 # -- the two applications --------------------------------------------------------------------
 
 
-async def ours_app(directory: Path) -> tuple[App, FakeBotApi]:
-    api = FakeBotApi()
-
-    def offline_builder() -> Any:
-        return ApplicationBuilder().request(api).get_updates_request(FakeBotApi())
-
-    settings = Settings(
+def bench_settings(directory: Path, **more: Any) -> Settings:
+    return Settings(
         bot_token=SecretStr(TOKEN),
         database_url=f"sqlite+aiosqlite:///{directory}/bench.db",
         # Every reply is paced now: lift the limits so this keeps measuring processing cost.
         broadcast_per_second=1_000_000,
         broadcast_per_chat_interval=0,
+        **more,
     )
+
+
+def offline_application(settings: Settings) -> tuple[App, FakeBotApi]:
+    """Our application as ``bot.telegram_app`` builds it, its Bot API calls answered by a
+    :class:`FakeBotApi`; not initialized."""
+    api = FakeBotApi()
+
+    def offline_builder() -> Any:
+        return ApplicationBuilder().request(api).get_updates_request(FakeBotApi())
 
     def offline_request(connection_pool_size: int | None = None) -> FakeBotApi:
         return api if connection_pool_size else FakeBotApi()  # the getUpdates one: unused
@@ -268,7 +273,11 @@ async def ours_app(directory: Path) -> tuple[App, FakeBotApi]:
         mock.patch.object(telegram_app, "ApplicationBuilder", offline_builder),
         mock.patch.object(metrics, "CountingRequest", offline_request),
     ):
-        app = telegram_app.build_application(settings)
+        return telegram_app.build_application(settings), api
+
+
+async def ours_app(directory: Path) -> tuple[App, FakeBotApi]:
+    app, api = offline_application(bench_settings(directory))
     await app.initialize()
     assert app.post_init is not None  # initialize() does not run it; run_polling would
     await app.post_init(app)

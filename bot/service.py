@@ -109,11 +109,15 @@ class ConversationService:
 
         ``pressed`` is the message whose button was pressed (a reply may edit it).
         """
+        written: dict[str, Outgoing] = {}
         outbox = await self._apply(
-            chat_id, event, update_id, language_code, staff, user_id, pressed
+            chat_id, event, update_id, language_code, staff, user_id, pressed, written=written
         )
         return [
-            Outgoing.model_validate_json(reply).model_copy(update={"id": row_id})
+            # This update's own replies need not be parsed back from what was just written.
+            (written.get(reply) or Outgoing.model_validate_json(reply)).model_copy(
+                update={"id": row_id}
+            )
             for row_id, reply in outbox
         ]
 
@@ -139,9 +143,11 @@ class ConversationService:
         user_id: int | None,
         pressed: int | None = None,
         into: list[Reply] | None = None,
+        written: dict[str, Outgoing] | None = None,
     ) -> list[tuple[int, str]]:
         """Handle ``event`` and commit; the chat's outbox after the commit (with
-        ``update_id``; else the replies go to ``into``, and not to the outbox).
+        ``update_id``; else the replies go to ``into``, and not to the outbox). ``written``
+        gets the replies put in the outbox, by their JSON.
 
         ``user_id`` (who sent it) defaults to the chat, as in a private chat.
 
@@ -166,7 +172,7 @@ class ConversationService:
             handled.append((state, version, new, replies, context))
             if any(r.action is not None for r in replies):
                 return None
-            return self._change(state, new, replies, update_id, pressed)
+            return self._change(state, new, replies, update_id, pressed, written)
 
         for _ in range(ATTEMPTS):
             handled.clear()
@@ -177,7 +183,7 @@ class ConversationService:
             if any(r.action is not None for r in replies):
                 context = replace(context, locale=new.lang or negotiate(language_code))
                 replies = [await self._complete(r, chat_id, actor, context) for r in replies]
-                change = self._change(state, new, replies, update_id, pressed)
+                change = self._change(state, new, replies, update_id, pressed, written)
                 pending = await self.store.commit(chat_id, new, version, change.replies)
             if pending is not None:
                 if isinstance(event, Command) and event.name == "cancel":
@@ -189,14 +195,24 @@ class ConversationService:
 
     @staticmethod
     def _change(
-        state: State, new: State, replies: list[Reply], update_id: int | None, pressed: int | None
+        state: State,
+        new: State,
+        replies: list[Reply],
+        update_id: int | None,
+        pressed: int | None,
+        written: dict[str, Outgoing] | None = None,
     ) -> Change:
         """What to commit: with ``update_id`` (Telegram), the update is remembered as seen
-        and the replies go to the outbox; without (the console), they are returned only."""
+        and the replies go to the outbox (and to ``written``); without (the console), they
+        are returned only."""
         if update_id is None:
             return Change(new)
         new.seen = [*state.seen, update_id][-SEEN_KEPT:]
-        return Change(new, [Outgoing(reply=r, pressed=pressed).model_dump_json() for r in replies])
+        outgoing = [Outgoing(reply=r, pressed=pressed) for r in replies]
+        encoded = [o.model_dump_json() for o in outgoing]
+        if written is not None:
+            written.update(zip(encoded, outgoing, strict=True))
+        return Change(new, encoded)
 
     async def _complete(self, reply: Reply, chat_id: int, actor: int, ctx: Context) -> Reply:
         if reply.action is None:
