@@ -7,7 +7,14 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
+import secrets
+import socket
 import sys
+import tempfile
+from pathlib import Path
+
+from pydantic import SecretStr
 
 from bot import migrate as migrations
 from bot import redaction
@@ -151,12 +158,67 @@ def migrate(argv: list[str]) -> int:
     return 0
 
 
+def _logging(fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> None:
+    logging.basicConfig(level=logging.INFO, format=fmt)
+    redaction.install()
+    # httpx logs every request URL, and the URL contains the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def serve(argv: list[str]) -> int:
+    """``python -m bot serve --workers N``: the webhook bot as N processes on one port."""
+    parser = OneLineParser(
+        prog="python -m bot serve", description="以多个进程运行 webhook 机器人（共用一个端口）"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="进程数（默认 2）")
+
+    def fail(message: str) -> int:
+        print(f"错误：{message}", file=sys.stderr)
+        return 2
+
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        return fail(str(err))
+    settings = Settings()
+    if settings.bot_token is None or not settings.webhook_url:
+        return fail("serve 需要 BOT_TOKEN 和 WEBHOOK_URL（多个进程共用一个 webhook 地址）")
+    if args.workers < 1:
+        return fail("--workers 至少为 1")
+    if args.workers > 1 and not settings.database_url.startswith("postgresql"):
+        return fail(
+            "多个进程需要 PostgreSQL（DATABASE_URL=postgresql+asyncpg://…）；SQLite 只供一个进程"
+        )
+    if settings.webhook_secret is None:
+        # One secret for every process: each registering its own would lock out the others.
+        settings.webhook_secret = SecretStr(secrets.token_urlsafe(32))
+    _logging("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    # /metrics sums every worker's figures: prometheus-client reads this at import.
+    metrics_dir = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp()))
+    for old in metrics_dir.glob("*.db"):  # figures of an earlier run
+        old.unlink()
+    from bot.telegram_app import run
+    from bot.workers import supervise
+
+    def child(_index: int, sockets: list[socket.socket]) -> int:
+        try:
+            run(settings, sockets)
+        except migrations.SchemaBehind as exc:
+            print(f"错误：{exc}", file=sys.stderr)
+            return 2
+        return 0
+
+    return supervise(args.workers, settings.webhook_port, settings.webhook_listen, child)
+
+
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     if args_in[:1] == ["broadcast"]:
         return broadcast(args_in[1:])
     if args_in[:1] == ["migrate"]:
         return migrate(args_in[1:])
+    if args_in[:1] == ["serve"]:
+        return serve(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description="居民医保缴费助手")
     parser.add_argument("--console", action="store_true", help="在终端中运行（不连接 Telegram）")
     parser.add_argument(
@@ -169,12 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(args_in)
     settings = Settings()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    redaction.install()
-    # httpx logs every request URL, and the URL contains the bot token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _logging()
     if args.console or settings.bot_token is None:
         if not args.console:
             print("未配置 BOT_TOKEN，以终端模式运行。(No BOT_TOKEN: console mode.)\n")

@@ -20,6 +20,7 @@ import json
 import logging
 import secrets
 import signal
+import socket
 import warnings
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -49,8 +50,11 @@ App = Application[Any, Any, Any, Any, Any, Any]
 warnings.filterwarnings("ignore", "Please use 'Bot.getUpdates'", PTBUserWarning)
 
 
-async def serve(app: App, settings: Settings) -> None:
-    """Run the bot until SIGTERM or SIGINT: polling, or a webhook when configured."""
+async def serve(
+    app: App, settings: Settings, sockets: Sequence[socket.socket] | None = None
+) -> None:
+    """Run the bot until SIGTERM or SIGINT: polling, or a webhook when configured (on
+    ``sockets`` when given: ``python -m bot serve`` binds them once for every process)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,7 +65,7 @@ async def serve(app: App, settings: Settings) -> None:
             await app.post_init(app)
         status = _status_server(app, settings)
         try:
-            intake = poll(app) if not settings.webhook_url else webhook(app, settings)
+            intake = poll(app) if not settings.webhook_url else webhook(app, settings, sockets)
             await _until(stop, asyncio.ensure_future(intake))
         finally:
             if status is not None:
@@ -208,7 +212,9 @@ class _WebhookHandler(tornado.web.RequestHandler):
         log.error("webhook request failed")
 
 
-async def webhook(app: App, settings: Settings) -> None:
+async def webhook(
+    app: App, settings: Settings, sockets: Sequence[socket.socket] | None = None
+) -> None:
     """Serve the webhook; 200 only once an update is committed."""
     assert settings.webhook_url is not None
     secret = (
@@ -230,7 +236,10 @@ async def webhook(app: App, settings: Settings) -> None:
     await app.bot.set_webhook(
         settings.webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES
     )
-    server.listen(settings.webhook_port, settings.webhook_listen)
+    if sockets is None:
+        server.listen(settings.webhook_port, settings.webhook_listen)
+    else:
+        server.add_sockets(sockets)
     try:
         await asyncio.Event().wait()
     finally:

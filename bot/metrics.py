@@ -7,6 +7,7 @@ region id from the notices.
 from __future__ import annotations
 
 import json
+import os
 from http import HTTPStatus
 from typing import Any
 
@@ -18,6 +19,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from telegram.error import TelegramError
 from telegram.request import HTTPXRequest
@@ -25,6 +27,8 @@ from telegram.request import HTTPXRequest
 from bot import migrate as migrations
 from bot.broadcast_store import BroadcastStore
 
+# prometheus-client keeps each process's figures in files there when set at import.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 REGISTRY = CollectorRegistry()
 UPDATES = Counter(
     "yibao_updates_handled",
@@ -55,6 +59,7 @@ BROADCAST_PENDING = Gauge(
     "yibao_broadcast_pending",
     "Announcement deliveries not finished yet (all processes: read from the database)",
     registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 FAQ_NO_ANSWER = Counter(
     "yibao_faq_no_answer",
@@ -113,7 +118,17 @@ class MetricsHandler(tornado.web.RequestHandler):
         except Exception:  # the database is away: the other figures are still worth having
             BROADCAST_PENDING.set(float("nan"))
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(REGISTRY))
+        self.finish(generate_latest(_registry()))
+
+
+def _registry() -> CollectorRegistry:
+    """This process's figures; under ``python -m bot serve`` (``PROMETHEUS_MULTIPROC_DIR``
+    set) every worker's, summed, whichever worker answers, a killed one's included."""
+    if not os.environ.get(MULTIPROCESS_DIR):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def routes(broadcasts: BroadcastStore) -> list[tuple[str, type[tornado.web.RequestHandler], Any]]:

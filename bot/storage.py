@@ -17,9 +17,11 @@ through SQLAlchemy's asyncio engine; the statements and transactions are the sam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,12 +39,13 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot import migrate as migrations
 from conversations.state import State
@@ -104,6 +107,9 @@ def create_engine(url: str) -> Engine | AsyncEngine:
         engine = create_sync_engine(parsed.set(drivername="sqlite"))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if parsed.get_backend_name() == "postgresql":
+        # Each chat being handled holds a connection (Store.chat) and may need one more.
+        return create_async_engine(url, pool_size=CHAT_SLOTS + 4, max_overflow=4)
     engine = create_async_engine(url)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -135,6 +141,15 @@ _PENDING = (
 _OUTBOX = insert(outbox)
 _SENT = delete(outbox).where(outbox.c.id == bindparam("row_id"))
 _THREADS = 15  # the pool's default size plus overflow: no work waits for a thread
+# Chats handled at once by one process on PostgreSQL; more wait (unconfirmed, so safe).
+CHAT_SLOTS = 16
+# Session-level advisory locks keyed by chat id (one bigint key); the delivery worker's
+# locks use the two-int4 key space, which PostgreSQL keeps apart from this one.
+_LOCK_CHAT = text("SELECT pg_advisory_lock(:chat_id)")
+_UNLOCK_CHAT = text("SELECT pg_advisory_unlock(:chat_id)")
+# The connection of the chat this task is handling (Store.chat): every statement of the
+# turn goes through it.
+_TURN: ContextVar[AsyncConnection | None] = ContextVar("turn", default=None)
 
 
 def _pending(conn: Connection, chat_id: int) -> list[tuple[int, str]]:
@@ -186,6 +201,8 @@ class Store:
             if isinstance(self.engine, Engine)
             else None
         )
+        self._slots = asyncio.Semaphore(CHAT_SLOTS)
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
 
     async def _run(self, work: Callable[[Connection], T], *, commit: bool) -> T:
         """``work`` on a pooled connection, off the event loop.
@@ -194,6 +211,15 @@ class Store:
         raises); without, the connection is rolled back when it goes back to the pool.
         """
         engine = self.engine
+        turn = _TURN.get()
+        if turn is not None:
+            if commit:
+                async with turn.begin():
+                    return await turn.run_sync(work)
+            try:
+                return await turn.run_sync(work)
+            finally:
+                await turn.rollback()
         if isinstance(engine, AsyncEngine):
             async with engine.begin() if commit else engine.connect() as aconn:
                 return await aconn.run_sync(work)
@@ -203,6 +229,50 @@ class Store:
                 return work(conn)
 
         return await asyncio.get_running_loop().run_in_executor(self._threads, in_thread)
+
+    @contextlib.asynccontextmanager
+    async def chat(self, chat_id: int) -> AsyncIterator[None]:
+        """One chat's turn: an update handled, committed and its replies sent, while no
+        other turn of that chat runs, in this process or another.
+
+        On PostgreSQL the turn holds a session advisory lock on the chat id, on its own
+        connection, which every statement of the turn then uses: processes behind one
+        webhook address apply a chat's updates one at a time and send its replies in order,
+        and a killed process's lock goes with its connection. SQLite serves one process:
+        a lock in memory.
+        """
+        if self.engine.dialect.name != "postgresql":
+            async with self._local_lock(chat_id):
+                yield
+            return
+        assert isinstance(self.engine, AsyncEngine)
+        async with self._slots, self.engine.connect() as conn:
+            await conn.execute(_LOCK_CHAT, {"chat_id": chat_id})
+            await conn.commit()
+            token = _TURN.set(conn)
+            try:
+                yield
+            finally:
+                _TURN.reset(token)
+                # A broken connection lost its lock with it; the pool discards it.
+                with contextlib.suppress(Exception):
+                    await conn.rollback()
+                    await conn.execute(_UNLOCK_CHAT, {"chat_id": chat_id})
+                    await conn.commit()
+
+    @contextlib.asynccontextmanager
+    async def _local_lock(self, chat_id: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(chat_id, (asyncio.Lock(), 0))
+        self._locks[chat_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[chat_id]
+            if users == 1:
+                del self._locks[chat_id]
+            else:
+                self._locks[chat_id] = (lock, users - 1)
 
     async def init(self, migrate: bool = True) -> None:
         """Ready the database: migrate it to head, or with ``migrate`` off only check that

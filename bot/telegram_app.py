@@ -12,8 +12,9 @@ import datetime as dt
 import functools
 import json
 import logging
+import socket
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from telegram import (
@@ -243,19 +244,22 @@ async def _handle(
     user = update.effective_user
     language = user.language_code if user else None
     staff = user is not None and user.id in context.bot_data["staff_ids"]
-    try:
-        outbox = await _service(context).receive(
-            chat.id,
-            event,
-            update.update_id,
-            language,
-            staff=staff,
-            user_id=user.id if user else None,
-            pressed=pressed,
-        )
-    except Exception as err:
-        raise NotCommitted(type(err).__name__) from err
-    await send(context, chat.id, outbox)
+    service = _service(context)
+    # The chat's turn, across processes: its updates are applied and answered one at a time.
+    async with service.store.chat(chat.id):
+        try:
+            outbox = await service.receive(
+                chat.id,
+                event,
+                update.update_id,
+                language,
+                staff=staff,
+                user_id=user.id if user else None,
+                pressed=pressed,
+            )
+        except Exception as err:
+            raise NotCommitted(type(err).__name__) from err
+        await send(context, chat.id, outbox)
 
 
 async def on_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -317,9 +321,10 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             await context.bot.send_message(update.effective_chat.id, message(locale, "error"))
 
 
-async def _purge_forever(store: Store, retention: dt.timedelta) -> None:
+async def _purge_forever(service: ConversationService, retention: dt.timedelta) -> None:
     while True:
-        removed = await store.purge(dt.datetime.now(dt.UTC) - retention)
+        # The service's clock, which stamped the rows (TODAY moves both).
+        removed = await service.store.purge(service.clock() - retention)
         if removed:
             log.info("purged %d idle conversations", removed)
         await asyncio.sleep(PURGE_EVERY.total_seconds())
@@ -334,7 +339,8 @@ async def _resend_forever(app: Application[Any, Any, Any, Any, Any, Any]) -> Non
         try:
             for chat_id, item in await service.unsent(RESEND_AFTER):
                 with contextlib.suppress(BadRequest, Forbidden):
-                    await send(context, chat_id, [item])
+                    async with service.store.chat(chat_id):
+                        await send(context, chat_id, [item])
         except Exception as err:  # the database or Telegram may be away for a while
             log.warning("resending unsent replies failed: %s", type(err).__name__)
         await asyncio.sleep(RESEND_AFTER.total_seconds())
@@ -426,7 +432,7 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         service.on_queued = lambda _: worker.wake()
         app.bot_data["tasks"] = [
             asyncio.create_task(
-                _purge_forever(store, dt.timedelta(hours=settings.retention_hours))
+                _purge_forever(service, dt.timedelta(hours=settings.retention_hours))
             ),
             asyncio.create_task(_reminders_forever(service, settings)),
             asyncio.create_task(_resend_forever(app)),
@@ -466,5 +472,5 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
     return app
 
 
-def run(settings: Settings) -> None:
-    asyncio.run(serve(build_application(settings), settings))
+def run(settings: Settings, sockets: Sequence[socket.socket] | None = None) -> None:
+    asyncio.run(serve(build_application(settings), settings, sockets))

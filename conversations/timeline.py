@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from functools import cache
+from functools import cache, lru_cache
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -164,10 +164,19 @@ def _ticks(first: dt.date, last: dt.date, loc: Localizer) -> list[tuple[dt.date,
 
 
 def render_png(timeline: Timeline) -> bytes | None:
-    """The picture as PNG bytes; None where no CJK font is installed."""
+    """The picture as PNG bytes; None where no CJK font is installed.
+
+    Drawing takes 27–55 ms (benchmarks/bench_timeline.py), and residents of one region
+    paying in the same weeks get the same few pictures: each is drawn once."""
     path = font_path()
     if path is None:
         return None
+    return _drawn(path, timeline.model_dump_json())
+
+
+@lru_cache(maxsize=256)  # about 35 KB each
+def _drawn(path: str, spec: str) -> bytes:
+    timeline = Timeline.model_validate_json(spec)
     from PIL import Image, ImageDraw, ImageFont  # 0.1–0.2 s to import: only when drawing
 
     font = ImageFont.truetype(path, 17)

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,14 +166,17 @@ class Harness:
         env.update(extra)
         return env
 
-    def launch(self, ready: str = "getUpdates", **extra: str) -> BotProcess:
-        """Start ``python -m bot``; return once it called setMyCommands (post_init ran) and
-        then ``ready`` (getUpdates when polling, setWebhook for a webhook)."""
+    def launch(
+        self, ready: str = "getUpdates", args: Sequence[str] = (), **extra: str
+    ) -> BotProcess:
+        """Start ``python -m bot`` (with ``args``); return once it called setMyCommands
+        (post_init ran) and then ``ready`` (getUpdates when polling, setWebhook for a
+        webhook)."""
         after = self.stub.call_count()
         log = self.tmp_path / f"bot-{len(self.bots) + 1}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bot"],
+                [sys.executable, "-m", "bot", *args],
                 cwd=self.tmp_path,  # no .env of the repository is read
                 env=self.env(extra),
                 stdin=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from botapi_stub import JSONDict
 from test_e2e_bot import BotProcess, Harness, free_port, post
 
@@ -42,7 +43,15 @@ def text_update(update_id: int, text: str) -> JSONDict:
 SECRET = "two-processes-secret"
 
 
-def webhook_process(harness: Harness) -> tuple[BotProcess, str]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, harness: Harness) -> str:
+    """The harness's SQLite file, or a new PostgreSQL database (migrated by the first bot)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{harness.db}"
+    return str(request.getfixturevalue("postgres_db"))
+
+
+def webhook_process(harness: Harness, database: str) -> tuple[BotProcess, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
     bot = harness.launch(
@@ -51,12 +60,17 @@ def webhook_process(harness: Harness) -> tuple[BotProcess, str]:
         WEBHOOK_LISTEN="127.0.0.1",
         WEBHOOK_PORT=str(port),
         WEBHOOK_SECRET=SECRET,
+        DATABASE_URL=database,
+        AUTO_MIGRATE="true",
     )
     return bot, url
 
 
-def test_two_processes_interleaved_and_out_of_order_lose_nothing(harness: Harness) -> None:
-    (first, url_a), (second, url_b) = webhook_process(harness), webhook_process(harness)
+def test_two_processes_interleaved_and_out_of_order_lose_nothing(
+    harness: Harness, database: str
+) -> None:
+    first, url_a = webhook_process(harness, database)
+    second, url_b = webhook_process(harness, database)
     secret_a = secret_b = SECRET
     steps = [
         (url_a, secret_a, 1, "/start"),

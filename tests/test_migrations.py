@@ -8,16 +8,14 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import Connection
 from test_e2e_bot import ROOT, WELCOME, Chat, Harness
 
 import bot.broadcast_store  # noqa: F401  (its tables are on the metadata compared)
@@ -35,25 +33,6 @@ TABLES = {
     "audit",
     "reminder_settings",
 }
-
-
-@pytest.fixture
-def postgres_db(postgres_url: str) -> Iterator[str]:
-    """A new, empty database on the shared test server (the others' tables are not in it)."""
-    name = f"mig_{uuid.uuid4().hex[:12]}"
-    server = make_url(postgres_url)
-
-    async def admin(sql: str) -> None:
-        engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    yield server.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

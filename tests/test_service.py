@@ -136,3 +136,28 @@ async def test_a_reply_committed_but_never_sent_is_claimed_once_for_sending(stor
     assert await second.unsent(dt.timedelta(seconds=30)) == []
     await first.sent(claimed[0][1])
     assert await store.pending(7) == []
+
+
+async def test_a_chats_turns_never_overlap_and_other_chats_go_on(store: Store) -> None:
+    """Issue 14: a chat's turn (handle, commit, send) holds the chat. On PostgreSQL the lock
+    is in the database, so it holds across processes (two stores); SQLite serves one."""
+    other = store
+    if store.engine.dialect.name == "postgresql":
+        other = Store(store.engine.url.render_as_string(hide_password=False))
+    events: list[str] = []
+
+    async def turn(s: Store, chat_id: int, name: str, hold: float) -> None:
+        async with s.chat(chat_id):
+            events.append(f"{name} in")
+            await asyncio.sleep(hold)
+            # Statements inside the turn run on its connection and see committed work.
+            assert await s.load(chat_id) == (None, 0)
+            events.append(f"{name} out")
+
+    first = asyncio.create_task(turn(store, 7, "a", 0.3))
+    await asyncio.sleep(0.1)  # a holds chat 7
+    await asyncio.gather(turn(other, 7, "b", 0), turn(other, 8, "c", 0), first)
+    if other is not store:
+        await other.close()
+    # c (another chat) ran while a held chat 7; b waited for a to end.
+    assert events.index("c out") < events.index("a out") < events.index("b in"), events
