@@ -340,9 +340,11 @@ class Store:
         separately cost a thread hop each: the larger part of an update's cost on SQLite).
 
         ``decide`` gets the state (None when there is none yet) and its version and runs
-        in that thread; it must be quick and must not touch the event loop. It returns the
-        :class:`Change` to commit, or None to commit nothing. The outbox after the turn, as
-        :meth:`pending`; None when someone else changed the row first (handle it again)."""
+        where the statements run (for a SQLite file, that thread; on PostgreSQL, the loop,
+        inside the transaction); it must be quick and must not touch the event loop. It
+        returns the :class:`Change` to commit, or None to commit nothing. The outbox after
+        the turn, as :meth:`pending`; None when someone else changed the row first (handle
+        it again)."""
 
         def work(conn: Connection) -> list[tuple[int, str]] | None:
             found = _load(conn, chat_id)
