@@ -111,9 +111,9 @@ def main() -> None:
     runs: dict[str, list[float]] = {label: [] for label in cases}
     with tempfile.TemporaryDirectory() as tmp:
         databases = {}
-        for name, root in roots.items():
-            (Path(tmp) / name).mkdir()
-            databases[root] = migrated_database(Path(tmp) / name, root)
+        for i, root in enumerate(roots.values()):
+            (Path(tmp) / str(i)).mkdir()
+            databases[root] = migrated_database(Path(tmp) / str(i), root)
         for _ in range(5):  # round by round, so a busy moment of the host hurts every case
             for label, (message, until, root, at_head) in cases.items():
                 database = databases[root] if at_head else None
