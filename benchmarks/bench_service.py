@@ -368,8 +368,11 @@ def queue(environment: dict[str, str], template: str) -> int:
 
 def run(processes: int, args: argparse.Namespace, server: str) -> dict[str, Any]:
     name = f"bench_{processes}_{os.getpid()}"
-    asyncio.run(admin(server, f"CREATE DATABASE {name}"))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    if args.sqlite:  # the embedded default, for comparison (one process)
+        url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bot.db"
+    else:
+        asyncio.run(admin(server, f"CREATE DATABASE {name}"))
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
     asyncio.run(seed(url, args.subscribers))
     stub = Stub()
     port = free_port()
@@ -441,7 +444,8 @@ def run(processes: int, args: argparse.Namespace, server: str) -> dict[str, Any]
         except subprocess.TimeoutExpired:
             serve.kill()
         stub.stop()
-        asyncio.run(admin(server, f"DROP DATABASE {name} WITH (FORCE)"))
+        if not args.sqlite:
+            asyncio.run(admin(server, f"DROP DATABASE {name} WITH (FORCE)"))
     return _verdict(
         processes,
         args,
@@ -546,7 +550,15 @@ def _verdict(
         problems.append(f"a chat got two announcements {closest:.3f} s apart")
     span = (all_times[-1] - all_times[0]) if len(all_times) > 1 else 0.0
     lat = sorted(load.latencies)
+    resident_calls = sum(
+        1
+        for method, params in calls
+        if method not in ("setWebhook", "setMyCommands", "deleteWebhook", "getMe")
+        and params.get("chat_id") is not None
+        and FIRST_RESIDENT <= int(params["chat_id"]) < FIRST_RESIDENT + args.residents
+    )
     return {
+        "calls_per_update": resident_calls / total,
         "processes": processes,
         "updates": total,
         "seconds": took,
@@ -576,6 +588,7 @@ def main() -> None:
     parser.add_argument("--broadcasts", type=int, default=2, choices=[0, 1, 2])
     parser.add_argument("--connections", type=int, default=40)
     parser.add_argument("--no-kill", action="store_true", help="no worker killed (profiling)")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead (one process)")
     args = parser.parse_args()
     print(
         f"{args.residents} residents × {len(script(0))} updates through the webhook, "
@@ -583,6 +596,7 @@ def main() -> None:
         f"{args.subscribers} subscribers; one worker SIGKILLed at {KILL_AT:.0%}; "
         f"{os.cpu_count()} CPUs"
     )
+    print("(Bot API calls per resident update are printed after each row)")
     header = (
         "procs  upd/s   p50 ms   p99 ms  bot CPU ms/upd  PG CPU ms/upd  redelivered  "
         "replies×2  ann.  ann.×2  ann./s  max/1s  closest"
@@ -602,6 +616,7 @@ def main() -> None:
                 f"{r['max_in_one_second']:6d}  {closest:>7}",
                 flush=True,
             )
+            print(f"       Bot API calls per update: {r['calls_per_update']:.2f}")
             for problem in r["problems"]:
                 failures.append(f"{processes} processes: {problem} (log {r['log']})")
     for failure in failures:

@@ -145,17 +145,19 @@ async def test_a_chats_turns_never_overlap_and_other_chats_go_on(store: Store) -
     if store.engine.dialect.name == "postgresql":
         other = Store(store.engine.url.render_as_string(hide_password=False))
     events: list[str] = []
+    holding = asyncio.Event()
 
     async def turn(s: Store, chat_id: int, name: str, hold: float) -> None:
         async with s.chat(chat_id):
             events.append(f"{name} in")
+            holding.set()
             await asyncio.sleep(hold)
             # Statements inside the turn run on its connection and see committed work.
             assert await s.load(chat_id) == (None, 0)
             events.append(f"{name} out")
 
-    first = asyncio.create_task(turn(store, 7, "a", 0.3))
-    await asyncio.sleep(0.1)  # a holds chat 7
+    first = asyncio.create_task(turn(store, 7, "a", 1.0))
+    await holding.wait()  # a holds chat 7
     await asyncio.gather(turn(other, 7, "b", 0), turn(other, 8, "c", 0), first)
     if other is not store:
         await other.close()
