@@ -585,9 +585,14 @@ async def main(chats: int, rounds: int) -> float:
     return ratio
 
 
+def command_line(doc: str | None, chats: int, rounds: int = 5) -> argparse.ArgumentParser:
+    """The update benchmarks' options: chats per round and measured rounds."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--chats", type=int, default=chats, help=f"chats per round ({chats})")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"measured rounds ({rounds})")
+    return parser
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--chats", type=int, default=500, help="chats per round (default 500)")
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
-    args = parser.parse_args()
+    args = command_line(__doc__, chats=500).parse_args()
     asyncio.run(main(args.chats, args.rounds))

@@ -24,7 +24,6 @@ update, median over the rounds; the client's CPU is measured apart and shown.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import http.client
@@ -37,7 +36,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench_updates import TOKEN, FakeBotApi, Traffic, bench_settings, offline_application
+from bench_updates import (
+    TOKEN,
+    FakeBotApi,
+    Traffic,
+    bench_settings,
+    command_line,
+    offline_application,
+)
 from telegram import Update
 from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
 
@@ -246,9 +252,7 @@ def main(chats: int, rounds: int, port: int) -> float:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--chats", type=int, default=100, help="chats per round (default 100)")
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
+    parser = command_line(__doc__, chats=100)
     parser.add_argument("--port", type=int, default=18_443, help="ours; bare uses the next")
     args = parser.parse_args()
     main(args.chats, args.rounds, args.port)
