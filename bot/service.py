@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from bot.broadcast_store import BroadcastStore
-from bot.storage import Store
+from bot.storage import Change, Store
 from conversations import announcements, broadcast
 from conversations.context import Context
 from conversations.i18n import negotiate
@@ -109,11 +109,15 @@ class ConversationService:
 
         ``pressed`` is the message whose button was pressed (a reply may edit it).
         """
+        written: dict[str, Outgoing] = {}
         outbox = await self._apply(
-            chat_id, event, update_id, language_code, staff, user_id, pressed
+            chat_id, event, update_id, language_code, staff, user_id, pressed, written=written
         )
         return [
-            Outgoing.model_validate_json(reply).model_copy(update={"id": row_id})
+            # This update's own replies need not be parsed back from what was just written.
+            (written.get(reply) or Outgoing.model_validate_json(reply)).model_copy(
+                update={"id": row_id}
+            )
             for row_id, reply in outbox
         ]
 
@@ -139,9 +143,11 @@ class ConversationService:
         user_id: int | None,
         pressed: int | None = None,
         into: list[Reply] | None = None,
+        written: dict[str, Outgoing] | None = None,
     ) -> list[tuple[int, str]]:
         """Handle ``event`` and commit; the chat's outbox after the commit (with
-        ``update_id``; else the replies go to ``into``, and not to the outbox).
+        ``update_id``; else the replies go to ``into``, and not to the outbox). ``written``
+        gets the replies put in the outbox, by their JSON.
 
         ``user_id`` (who sent it) defaults to the chat, as in a private chat.
 
@@ -149,24 +155,36 @@ class ConversationService:
         keyed by its preview), so a retry after a lost race, or an update delivered again
         after a crash, does each once.
         """
-        for _ in range(ATTEMPTS):
-            state, version = await self.store.load(chat_id)
-            state = state or State()
+        actor = chat_id if user_id is None else user_id
+        # Most updates need nothing but their chat's row: loaded, handled and committed in
+        # one trip to the database (Store.turn). Replies with an action (a subscription, a
+        # broadcast) wait for it on the event loop and are committed after.
+        handled: list[tuple[State, int, State, list[Reply], Context]] = []
+
+        def decide(loaded: State | None, version: int) -> Change | None:
+            state = loaded or State()
             if update_id is not None and _seen(state, update_id):
                 # Delivered again (a crash before it was confirmed): its replies are in the
                 # outbox until sent; handling it again would move the conversation twice.
-                return await self.store.pending(chat_id)
+                return None
             context = Context(self.library, self.clock(), language_code, staff=staff)
             new, replies = handle(state, event, context)
+            handled.append((state, version, new, replies, context))
+            if any(r.action is not None for r in replies):
+                return None
+            return self._change(state, new, replies, update_id, pressed, written)
+
+        for _ in range(ATTEMPTS):
+            handled.clear()
+            pending = await self.store.turn(chat_id, decide)
+            if not handled:
+                return pending or []  # seen already: what its outbox still holds
+            state, version, new, replies, context = handled[0]
             if any(r.action is not None for r in replies):
                 context = replace(context, locale=new.lang or negotiate(language_code))
-                actor = chat_id if user_id is None else user_id
                 replies = [await self._complete(r, chat_id, actor, context) for r in replies]
-            outbox: list[str] = []
-            if update_id is not None:
-                new.seen = [*state.seen, update_id][-SEEN_KEPT:]
-                outbox = [Outgoing(reply=r, pressed=pressed).model_dump_json() for r in replies]
-            pending = await self.store.commit(chat_id, new, version, outbox)
+                change = self._change(state, new, replies, update_id, pressed, written)
+                pending = await self.store.commit(chat_id, new, version, change.replies)
             if pending is not None:
                 if isinstance(event, Command) and event.name == "cancel":
                     await self.store.scrub()  # what was cleared leaves the write-ahead log too
@@ -174,6 +192,27 @@ class ConversationService:
                     into.extend(replies)
                 return pending
         raise ConcurrentUpdateError("the conversation kept changing while being handled")
+
+    @staticmethod
+    def _change(
+        state: State,
+        new: State,
+        replies: list[Reply],
+        update_id: int | None,
+        pressed: int | None,
+        written: dict[str, Outgoing] | None = None,
+    ) -> Change:
+        """What to commit: with ``update_id`` (Telegram), the update is remembered as seen
+        and the replies go to the outbox (and to ``written``); without (the console), they
+        are returned only."""
+        if update_id is None:
+            return Change(new)
+        new.seen = [*state.seen, update_id][-SEEN_KEPT:]
+        outgoing = [Outgoing(reply=r, pressed=pressed) for r in replies]
+        encoded = [o.model_dump_json() for o in outgoing]
+        if written is not None:
+            written.update(zip(encoded, outgoing, strict=True))
+        return Change(new, encoded)
 
     async def _complete(self, reply: Reply, chat_id: int, actor: int, ctx: Context) -> Reply:
         if reply.action is None:

@@ -22,6 +22,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,7 +120,9 @@ def create_engine(url: str) -> Engine | AsyncEngine:
 _LOAD = select(conversations.c.state, conversations.c.version).where(
     conversations.c.chat_id == bindparam("chat_id")
 )
-_INSERT = insert(conversations)
+_INSERT = insert(conversations).values(
+    state=bindparam("new_state"), updated_at=bindparam("new_updated_at")
+)
 _UPDATE = (
     update(conversations)
     .where(conversations.c.chat_id == bindparam("chat_id_"))
@@ -135,6 +138,7 @@ _PENDING = (
     .where(outbox.c.chat_id == bindparam("chat_id"))
     .order_by(outbox.c.id)
 )
+_OUTBOX = insert(outbox)
 _SENT = delete(outbox).where(outbox.c.id == bindparam("row_id"))
 _THREADS = 15  # the pool's default size plus overflow: no work waits for a thread
 # Chats handled at once by one process on PostgreSQL; more wait (unconfirmed, so safe).
@@ -150,6 +154,43 @@ _TURN: ContextVar[AsyncConnection | None] = ContextVar("turn", default=None)
 
 def _pending(conn: Connection, chat_id: int) -> list[tuple[int, str]]:
     return [(row.id, row.reply) for row in conn.execute(_PENDING, {"chat_id": chat_id})]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an update does to a chat: its new state, and its replies (JSON) for the outbox."""
+
+    state: State
+    replies: Sequence[str] = ()
+
+
+def _load(conn: Connection, chat_id: int) -> tuple[State, int] | None:
+    row = conn.execute(_LOAD, {"chat_id": chat_id}).first()
+    return None if row is None else (State.model_validate_json(row.state), row.version)
+
+
+def _write(
+    conn: Connection, chat_id: int, change: Change, version: int
+) -> list[tuple[int, str]] | None:
+    """Store the change if the row is still at ``version``; the outbox then, or None when
+    someone else won (an insert that lost raises IntegrityError)."""
+    state = change.state
+    # UTC: SQLite keeps no offset, and the purge compares with a UTC cut-off.
+    updated_at = (state.updated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    values = {"new_state": state.model_dump_json(), "new_updated_at": updated_at}
+    if version == 0:
+        conn.execute(_INSERT, {"chat_id": chat_id, "version": 1, **values})
+    else:
+        result = conn.execute(
+            _UPDATE,
+            {"chat_id_": chat_id, "loaded_version": version, "new_version": version + 1, **values},
+        )
+        if result.rowcount != 1:
+            return None
+    if change.replies:
+        rows = [{"chat_id": chat_id, "reply": r, "created_at": updated_at} for r in change.replies]
+        conn.execute(_OUTBOX, rows)
+    return _pending(conn, chat_id)
 
 
 class Store:
@@ -271,15 +312,8 @@ class Store:
 
     async def load(self, chat_id: int) -> tuple[State | None, int]:
         """The chat's state and its version (0 when there is none yet)."""
-
-        def work(conn: Connection) -> tuple[str, int] | None:
-            row = conn.execute(_LOAD, {"chat_id": chat_id}).first()
-            return None if row is None else (row.state, row.version)
-
-        found = await self._run(work, commit=False)
-        if found is None:
-            return None, 0
-        return State.model_validate_json(found[0]), found[1]
+        found = await self._run(lambda conn: _load(conn, chat_id), commit=False)
+        return (None, 0) if found is None else found
 
     async def save(self, chat_id: int, state: State, version: int) -> bool:
         """Store ``state`` if the row is still at ``version``; False when someone else won."""
@@ -291,31 +325,34 @@ class Store:
         """Store ``state`` if the row is still at ``version`` and add ``replies`` (JSON) to
         the chat's outbox, in one transaction; the outbox then (as :meth:`pending`), or
         None when someone else won."""
-        new_state = state.model_dump_json()
-        # UTC: SQLite keeps no offset, and the purge compares with a UTC cut-off.
-        updated_at = (state.updated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        try:
+            return await self._run(
+                lambda conn: _write(conn, chat_id, Change(state, replies), version), commit=True
+            )
+        except IntegrityError:
+            return None
+
+    async def turn(
+        self, chat_id: int, decide: Callable[[State | None, int], Change | None]
+    ) -> list[tuple[int, str]] | None:
+        """Load the chat's state, ``decide`` what it becomes and commit that, in one
+        transaction and one trip to the database's thread (a load and a commit made
+        separately cost a thread hop each: the larger part of an update's cost on SQLite).
+
+        ``decide`` gets the state (None when there is none yet) and its version and runs
+        where the statements run (for a SQLite file, that thread; on PostgreSQL, the loop,
+        inside the transaction); it must be quick and must not touch the event loop. It
+        returns the :class:`Change` to commit, or None to commit nothing. The outbox after
+        the turn, as :meth:`pending`; None when someone else changed the row first (handle
+        it again)."""
 
         def work(conn: Connection) -> list[tuple[int, str]] | None:
-            if version == 0:
-                values = {"state": new_state, "version": 1, "updated_at": updated_at}
-                conn.execute(_INSERT, {"chat_id": chat_id, **values})
-            else:
-                result = conn.execute(
-                    _UPDATE,
-                    {
-                        "chat_id_": chat_id,
-                        "loaded_version": version,
-                        "new_state": new_state,
-                        "new_version": version + 1,
-                        "new_updated_at": updated_at,
-                    },
-                )
-                if result.rowcount != 1:
-                    return None
-            if replies:
-                rows = [{"chat_id": chat_id, "reply": r, "created_at": updated_at} for r in replies]
-                conn.execute(insert(outbox), rows)
-            return _pending(conn, chat_id)
+            found = _load(conn, chat_id)
+            state, version = (None, 0) if found is None else found
+            change = decide(state, version)
+            if change is None:
+                return _pending(conn, chat_id)
+            return _write(conn, chat_id, change, version)
 
         try:
             return await self._run(work, commit=True)

@@ -10,12 +10,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import json
 import logging
 import socket
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from telegram import (
+    Bot,
     BotCommand,
     BotCommandScopeChat,
     ChatMember,
@@ -36,6 +39,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.warnings import PTBUserWarning
 
 from bot import metrics, reminders
 from bot.config import Settings
@@ -56,6 +60,11 @@ from policies.text import N_
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Replies are sent with Bot.do_api_request (see _call), which would warn each time.
+warnings.filterwarnings(
+    "ignore", r"Please use 'Bot\.(sendMessage|editMessageText)'", PTBUserWarning
+)
 
 COMMANDS = (
     ("start", N_("开始计算居民医保缴费")),
@@ -94,19 +103,42 @@ def _service(context: ContextTypes.DEFAULT_TYPE) -> ConversationService:
     return service
 
 
-def markup(reply: Reply) -> InlineKeyboardMarkup | None:
+Rows = tuple[tuple[tuple[str, str], ...], ...]
+
+
+def _rows(reply: Reply) -> Rows | None:
     if not reply.buttons:
         return None
-    return _keyboard(tuple(tuple((b.label, b.data) for b in row) for row in reply.buttons))
+    return tuple(tuple((b.label, b.data) for b in row) for row in reply.buttons)
+
+
+def markup(reply: Reply) -> InlineKeyboardMarkup | None:
+    rows = _rows(reply)
+    return None if rows is None else _keyboard(rows)
 
 
 @functools.lru_cache(maxsize=1024)
-def _keyboard(rows: tuple[tuple[tuple[str, str], ...], ...]) -> InlineKeyboardMarkup:
+def _keyboard(rows: Rows) -> InlineKeyboardMarkup:
     # The same few keyboards recur (regions, a region's categories, tiers): PTB objects are
     # immutable, so one built keyboard serves every chat (benchmarks/bench_updates.py).
     return InlineKeyboardMarkup(
         [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _keyboard_json(rows: Rows) -> str:
+    # What PTB's request encoding makes of the keyboard (json.dumps of its to_dict), once.
+    return json.dumps(_keyboard(rows).to_dict())
+
+
+async def _call(bot: Bot, method: str, **params: object) -> None:
+    """A Bot API call whose answer is not read: PTB encodes the request and turns a refusal
+    into its exception (RetryAfter, Forbidden, BadRequest, …) as ``bot.send_message`` does,
+    but builds no ``Message`` from the answer, which cost about as much as the rest of the
+    call (benchmarks/bench_updates.py)."""
+    kwargs = {key: value for key, value in params.items() if value is not None}
+    await bot.do_api_request(method, api_kwargs=kwargs)
 
 
 def _lane(
@@ -142,14 +174,17 @@ async def _send_reply(
     context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply, pressed: int | None
 ) -> None:
     bot = context.bot
-    keyboard = markup(reply)
+    rows = _rows(reply)
+    keyboard = None if rows is None else _keyboard_json(rows)
     if reply.edit and pressed is not None:
         try:
             async with _lane(context, chat_id):
-                await bot.edit_message_text(
-                    reply.html,
+                await _call(
+                    bot,
+                    "editMessageText",
                     chat_id=chat_id,
                     message_id=pressed,
+                    text=reply.html,
                     parse_mode=ParseMode.HTML,
                     reply_markup=keyboard,
                 )
@@ -158,15 +193,17 @@ async def _send_reply(
             if "not modified" in str(err).lower():
                 return
             # The message is too old to edit: send a new one instead.
-    if reply.photo is not None and await _send_photo(context, chat_id, reply, keyboard):
+    if reply.photo is not None and await _send_photo(context, chat_id, reply, markup(reply)):
         return
     chunks = split_html(reply.html)
     for i, chunk in enumerate(chunks):
         last = i == len(chunks) - 1
         async with _lane(context, chat_id):
-            await bot.send_message(
-                chat_id,
-                chunk,
+            await _call(
+                bot,
+                "sendMessage",
+                chat_id=chat_id,
+                text=chunk,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard if last else None,
             )

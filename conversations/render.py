@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -31,6 +32,9 @@ def environment(locale: str) -> Environment:
     loc = localizer(locale)
     env = Environment(
         loader=PackageLoader("locales", "templates"),
+        # The templates ship with the code: looking for a newer file on every render (two
+        # stat calls) cost more than rendering most prompts (benchmarks/bench_updates.py).
+        auto_reload=False,
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -80,5 +84,43 @@ def message(locale: str, macro: str, /, **kwargs: Any) -> str:
 
 
 def template_macro(locale: str, template: str, macro: str, /, **kwargs: Any) -> str:
+    key = _key(kwargs)
+    if key is None:
+        return _render_macro(locale, template, macro, kwargs)
+    return _remembered(locale, template, macro, key)
+
+
+def _render_macro(locale: str, template: str, macro: str, kwargs: dict[str, Any]) -> str:
     module = environment(locale).get_template(template).module
     return str(getattr(module, macro)(**kwargs)).strip()
+
+
+# A macro's text depends on its arguments alone, and most prompts recur with the same few
+# (a region's name, its categories): rendered once, they cost a lookup, not a Jinja2 and
+# gettext rendering (benchmarks/bench_updates.py). Only plain values are keys; the type is
+# part of the key, so 1 and 1.0 or True are not taken for one another.
+_PLAIN = (str, int, float, bool, dt.date, dt.datetime, type(None))
+Key = tuple[tuple[str, type, Any], ...]
+
+
+def _key(kwargs: dict[str, Any]) -> Key | None:
+    items = []
+    for name, value in sorted(kwargs.items()):
+        kind = type(value)
+        if kind in (list, tuple):
+            if not all(type(item) in _PLAIN for item in value):
+                return None
+            value = tuple((type(item), item) for item in value)
+        elif kind not in _PLAIN:
+            return None
+        items.append((name, kind, value))
+    return tuple(items)
+
+
+@lru_cache(maxsize=4096)
+def _remembered(locale: str, template: str, macro: str, key: Key) -> str:
+    kwargs = {
+        name: kind(item for _, item in value) if kind in (list, tuple) else value
+        for name, kind, value in key
+    }
+    return _render_macro(locale, template, macro, kwargs)

@@ -21,8 +21,8 @@ import math
 import os
 import pickle
 import re
+import sys
 import tempfile
-import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import cache
@@ -48,12 +48,20 @@ if TYPE_CHECKING:
 
 @cache
 def _jieba() -> ModuleType:
-    """jieba, imported on the first question (0.1–0.2 s, and pkg_resources with it), so a
-    start that answers no question does not pay for it."""
-    with warnings.catch_warnings():  # jieba 0.42 imports the deprecated pkg_resources
-        warnings.simplefilter("ignore")
-        import jieba
+    """jieba, imported on the first question (0.1–0.2 s), so a start that answers no
+    question does not pay for it.
 
+    jieba 0.42 reads its data files through pkg_resources when it can import it, else
+    straight from its package directory (the same files): pkg_resources, deprecated, takes
+    0.2–0.4 s to import, more than jieba itself, so jieba is shown it is not there."""
+    hidden = "pkg_resources" not in sys.modules
+    if hidden:
+        sys.modules["pkg_resources"] = None  # type: ignore[assignment]  # import fails
+    try:
+        import jieba
+    finally:
+        if hidden:
+            del sys.modules["pkg_resources"]
     module: ModuleType = jieba
     return module
 

@@ -86,6 +86,32 @@ async def test_cli_migrates_an_empty_database_to_exactly_the_codes_tables(
     assert again.returncode == 0, again.stderr
 
 
+def test_the_head_read_from_the_revision_files_is_alembics() -> None:
+    assert migrations.head() == migrations._alembic_head()
+
+
+async def test_a_start_at_head_neither_imports_alembic_nor_migrates(
+    empty_url: str, store: Store
+) -> None:
+    await store.init()
+    start = (
+        "import asyncio, sys; from bot.storage import Store\n"
+        "async def main():\n"
+        f"    store = Store({empty_url!r})\n"
+        "    await store.init()\n"
+        "    await store.init(migrate=False)\n"
+        "    await store.close()\n"
+        "asyncio.run(main()); print(sorted(m for m in sys.modules if m.startswith('alembic')))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", start], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert await store._run(migrations.current, commit=False) == "0001"
+
+
 async def test_processes_starting_together_migrate_once(store: Store, empty_url: str) -> None:
     others = [Store(empty_url) for _ in range(3)]
     try:
