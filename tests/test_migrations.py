@@ -109,7 +109,7 @@ async def test_a_start_at_head_neither_imports_alembic_nor_migrates(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-    assert await store._run(migrations.current, commit=False) == "0001"
+    assert await store._run(migrations.current, commit=False) == "0002"
 
 
 async def test_processes_starting_together_migrate_once(store: Store, empty_url: str) -> None:
