@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from botapi_stub import BotApiStub  # noqa: E402
-from pg_server import postgres_server  # noqa: E402
+from pg_server import admin, postgres_server  # noqa: E402
 
 from bot.broadcast_store import subscriptions  # noqa: E402
 from bot.storage import Store, conversations  # noqa: E402
@@ -285,15 +285,6 @@ def env(stub: Stub, url: str, port: int) -> dict[str, str]:
         "BROADCAST_PER_SECOND": str(RATE),
         "BROADCAST_PER_CHAT_INTERVAL": str(INTERVAL),
     }
-
-
-async def admin(server: str, sql: str) -> None:
-    engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
 
 
 async def seed(url: str, subscribers: int) -> None:

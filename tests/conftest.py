@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from botapi_stub import BotApiStub
-from pg_server import postgres_server
-from sqlalchemy import text
+from pg_server import admin, postgres_server
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 if TYPE_CHECKING:
     from test_e2e_bot import BotProcess, Harness
@@ -32,18 +30,9 @@ def postgres_db(postgres_url: str) -> Iterator[str]:
     """A new, empty database on the shared test server (the others' tables are not in it)."""
     name = f"mig_{uuid.uuid4().hex[:12]}"
     server = make_url(postgres_url)
-
-    async def admin(sql: str) -> None:
-        engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    asyncio.run(admin(postgres_url, f"CREATE DATABASE {name}"))
     yield server.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+    asyncio.run(admin(postgres_url, f"DROP DATABASE {name} WITH (FORCE)"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

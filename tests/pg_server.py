@@ -79,3 +79,16 @@ def postgres_server() -> Iterator[str]:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def admin(server: str, sql: str) -> None:
+    """Run ``sql`` outside a transaction (CREATE/DROP DATABASE) on the server at ``server``."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
