@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import itertools
 import json
 import multiprocessing
@@ -61,11 +60,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench_broadcast import FIRST_SUBSCRIBER, max_in_window, seed  # noqa: E402
 from botapi_stub import BotApiStub  # noqa: E402
 from pg_server import admin, postgres_server  # noqa: E402
+from test_e2e_bot import free_port  # noqa: E402
+from test_e2e_broadcast import Db  # noqa: E402
 
-from bot.broadcast_store import subscriptions  # noqa: E402
-from bot.storage import Store, conversations  # noqa: E402
+from bot.storage import conversations  # noqa: E402
 from conversations.state import State  # noqa: E402
 
 REGION, REGION_NAME = "dalate", "达拉特旗"
@@ -75,7 +76,7 @@ TEMPLATES = ("collection_opens", "deadline")
 RATE, INTERVAL = 25, 1.0  # the bot's defaults, spelled out
 STAFF = 900
 SECRET = "bench-secret"
-FIRST_RESIDENT, FIRST_SUBSCRIBER = 10_000_000, 20_000_000
+FIRST_RESIDENT = 10_000_000  # subscribers are bench_broadcast's, from 1,000,000
 GROUPS = ("低保", "都不是", "特困人员", "监测户")
 KILL_AT = 0.4
 QUOTE = ("现在需缴", "无需缴费")
@@ -287,29 +288,6 @@ def env(stub: Stub, url: str, port: int) -> dict[str, str]:
     }
 
 
-async def seed(url: str, subscribers: int) -> None:
-    store = Store(url)
-    await store.init()
-    now = dt.datetime.now(dt.UTC)
-    rows = [
-        {
-            "chat_id": FIRST_SUBSCRIBER + i,
-            "region": REGION,
-            "language": "zh_Hans",
-            "active": True,
-            "subscribed_at": now,
-            "updated_at": now,
-        }
-        for i in range(subscribers)
-    ]
-
-    def work(conn: Any) -> None:
-        conn.execute(subscriptions.insert(), rows)
-
-    await store._run(work, commit=True)
-    await store.close()
-
-
 async def applied(url: str, residents: int) -> dict[int, tuple[int, int]]:
     """chat id -> (row version, update ids handled), for the residents' chats."""
     engine = create_async_engine(url)
@@ -326,14 +304,6 @@ async def applied(url: str, residents: int) -> dict[int, tuple[int, int]]:
             }
     finally:
         await engine.dispose()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def queue(environment: dict[str, str], template: str) -> int:
@@ -364,7 +334,9 @@ def run(processes: int, args: argparse.Namespace, server: str) -> dict[str, Any]
     else:
         asyncio.run(admin(server, f"CREATE DATABASE {name}"))
         url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(seed(url, args.subscribers))
+    db = Db(url)  # migrates
+    seed(db, args.subscribers)
+    db.close()
     stub = Stub()
     port = free_port()
     environment = env(stub, url, port)
@@ -421,7 +393,7 @@ def run(processes: int, args: argparse.Namespace, server: str) -> dict[str, Any]
                 if m == "sendMessage"
                 and i not in failed
                 and p.get("chat_id") is not None
-                and int(p["chat_id"]) >= FIRST_SUBSCRIBER
+                and subscriber(int(p["chat_id"]), args.subscribers)
             )
             everyone = len(got) == args.subscribers and min(got.values()) >= args.broadcasts
             if not args.broadcasts or everyone or time.monotonic() > deadline:
@@ -458,6 +430,10 @@ async def _sample_forever(*meters: CpuMeter) -> None:
         for meter in meters:
             meter.sample()
         await asyncio.sleep(0.5)
+
+
+def subscriber(chat: int, subscribers: int) -> bool:
+    return FIRST_SUBSCRIBER <= chat < FIRST_SUBSCRIBER + subscribers
 
 
 def _listening(port: int) -> bool:
@@ -497,7 +473,7 @@ def _verdict(
         chat = int(chat)
         if FIRST_RESIDENT <= chat < FIRST_RESIDENT + args.residents:
             replies[chat].append(str(params.get("text")))
-        elif chat >= FIRST_SUBSCRIBER and method == "sendMessage":
+        elif subscriber(chat, args.subscribers) and method == "sendMessage":
             announcements[chat].append(t)
     problems = []
     lost = [
@@ -527,12 +503,7 @@ def _verdict(
         problems.append(f"{len(skipped)} subscribers missed an announcement")
     doubled_announcements = sum(max(0, len(v) - args.broadcasts) for v in announcements.values())
     all_times = sorted(t for v in announcements.values() for t in v)
-    window_max = 0
-    j = 0
-    for i, t in enumerate(all_times):
-        while all_times[j] <= t - 1.0:
-            j += 1
-        window_max = max(window_max, i - j + 1)
+    window_max = max_in_window(all_times)
     if window_max > RATE:
         problems.append(f"{window_max} announcement messages in one second (limit {RATE})")
     gaps = [b - a for v in announcements.values() for a, b in itertools.pairwise(sorted(v))]
