@@ -25,6 +25,7 @@ the loop never waits on the disk, and the log is reused instead of growing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -186,8 +187,12 @@ class Turns:
 def _finish(conn: sqlite3.Connection, work: Callable[[Driver], T]) -> T:
     try:
         result = work(Driver(conn))
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # Whatever failed (the work, or the commit: a full disk), the connection must not
+        # stay in the transaction holding the write lock.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
     return result

@@ -96,3 +96,16 @@ async def test_the_write_ahead_log_is_checkpointed(
         await asyncio.sleep(0)  # a checkpoint may start its next batch
     # Without checkpoints these commits fill about 7 MB of log (4 KB pages, a few a commit).
     assert wal.stat().st_size < 1_000_000
+
+
+async def test_a_turn_that_fails_leaves_the_database_unlocked(store: Store) -> None:
+    """A failure inside the transaction (here the handling itself) rolls it back: the next
+    turn, and any other connection, can write at once."""
+
+    def broken(_state: State | None, _version: int) -> None:
+        raise RuntimeError("handling failed")
+
+    with pytest.raises(RuntimeError):
+        await store.turn(7, broken)
+    assert await store.save(7, State(), 0)
+    assert (await store.load(7))[1] == 1
