@@ -185,11 +185,7 @@ def understand(
         regions=tuple(found),
         region_typo=typo,
         region_unsure=unsure,
-        birth=birth,
-        payment=payment,
-        id_number=bool(birth and birth.id_number),
-        bad_id=any(i.id_number for i in impossible),
-        bad_date=any(not i.id_number for i in impossible),
+        **_dated(birth, payment, impossible),
         categories=categories,
         category_choices=choices,
         category_words=group_words,
@@ -220,14 +216,23 @@ def _dates_only(
     birth, payment = _roles(norm, mentions, step, today, False, _first_payment_day(library))
     question = _question(norm, voc)
     return Understanding(
-        birth=birth,
-        payment=payment,
-        id_number=bool(birth and birth.id_number),
-        bad_id=any(i.id_number for i in impossible),
-        bad_date=any(not i.id_number for i in impossible),
+        **_dated(birth, payment, impossible),
         question=question,
         quote_intent=question and _any(norm, voc["quote_intent"]),
     )
+
+
+def _dated(
+    birth: Mention | None, payment: Mention | None, impossible: list[dates.Impossible]
+) -> dict[str, Any]:
+    """The fields of an Understanding the dates and ID numbers of a message give."""
+    return {
+        "birth": birth,
+        "payment": payment,
+        "id_number": bool(birth and birth.id_number),
+        "bad_id": any(i.id_number for i in impossible),
+        "bad_date": any(not i.id_number for i in impossible),
+    }
 
 
 def region_guesses(text: str, library: Library) -> list[str]:

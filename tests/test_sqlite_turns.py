@@ -11,14 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from test_service import NOW, service
 
 from bot import sqlite_turns
-from bot.service import ConversationService
 from bot.storage import Store
 from conversations.state import Command, Press, State, Step, Text
-from policies.loader import default_library
-
-NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
 
 @pytest.fixture
@@ -27,10 +24,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await s.init()
     yield s
     await s.close()
-
-
-def service(store: Store) -> ConversationService:
-    return ConversationService(store, default_library(), clock=lambda: NOW)
 
 
 async def test_what_a_turn_writes_sqlalchemy_reads_and_purges(store: Store) -> None:
