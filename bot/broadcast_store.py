@@ -45,12 +45,14 @@ from sqlalchemy import (
     Text,
     and_,
     case,
+    delete,
     exists,
     func,
     insert,
     literal,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
@@ -58,6 +60,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from bot.send_window import AFTER, Grant
 from bot.storage import Store, metadata
 from conversations.broadcast import Progress
 
@@ -143,11 +146,25 @@ pacing = Table(
     Column("sender_until", DateTime(timezone=True)),
 )
 PACING_ROW = 1
+
+# PostgreSQL: the broadcast sends of every process that occupy the overall limit, from
+# their grant until their completion plus a second (bot.send_window), on the database's
+# clock; rows are deleted once they no longer count.
+sends = Table(
+    "broadcast_sends",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("started", DateTime(timezone=True), nullable=False),
+    # The completion + 1 s once the send completed; until then the grant + the send
+    # timeout, so that the send of a process that died stops counting.
+    Column("occupies_until", DateTime(timezone=True), nullable=False),
+)
 # A next slot further ahead than this was left by a clock that jumped back: start afresh.
 MAX_AHEAD = 3600.0
 # Claims on PostgreSQL take turns on this advisory lock: two int4 keys, a key space apart
 # from the one-bigint locks the conversations take on chat ids (bot.storage).
 CLAIM_LOCK = (0x79696261, 1)  # "yiba", claims
+SEND_LOCK = (0x79696261, 2)  # grants of sends (broadcast_sends)
 
 audit = Table(
     "audit",
@@ -177,6 +194,7 @@ TABLES = (
     audit,
     reminder_settings,
     pacing,
+    sends,
 )
 ACTIVE_BROADCAST = ("queued", "sending")
 UNFINISHED = ("pending", "inflight")
@@ -274,6 +292,47 @@ def _reserve(conn: Connection, start: float, count: int, spacing: float) -> floa
         _pacing_row(conn)
         end = conn.execute(stmt).scalar_one()
     return float(end) - count * spacing
+
+
+def _open_send(conn: Connection, limit: int, extra: int, timeout: float) -> Grant:
+    """See :meth:`BroadcastStore.open_send`."""
+    # Grants take turns, so each sees the sends granted before it (READ COMMITTED reads
+    # what was committed before the statement), and their times are in grant order.
+    conn.execute(select(func.pg_advisory_xact_lock(*SEND_LOCK)))
+    clock = select(func.clock_timestamp().label("now")).cte("clock")  # evaluated once
+    now = select(clock.c.now).scalar_subquery()
+    until = sends.c.occupies_until
+    busy = select(func.count().label("n"), func.min(until).label("first")).where(until > now)
+    busy_cte = busy.cte("busy")
+    started = clock.join(busy_cte, true())
+    granted = (
+        insert(sends)
+        .from_select(
+            ["started", "occupies_until"],
+            select(clock.c.now, clock.c.now + literal(dt.timedelta(seconds=timeout)))
+            .select_from(started)
+            .where(busy_cte.c.n + extra < limit),
+        )
+        .returning(sends.c.id)
+        .cte("granted")
+    )
+    gone = delete(sends).where(until <= now).cte("gone")  # what no longer counts
+    row = conn.execute(
+        select(
+            clock.c.now,
+            busy_cte.c.first,
+            select(granted.c.id).scalar_subquery().label("ticket"),
+        )
+        .select_from(started)
+        .add_cte(gone)
+    ).one()
+    if row.ticket is not None:
+        return Grant(int(row.ticket))
+    # A send in flight frees its place a second after it completes, so not within a second.
+    free = row.now + dt.timedelta(seconds=AFTER)
+    if row.first is not None:
+        free = min(free, row.first)
+    return Grant(None, (free - row.now).total_seconds())
 
 
 def _take_sender(conn: Connection, owner: str, now: dt.datetime, until: dt.datetime) -> bool:
@@ -806,6 +865,29 @@ class BroadcastStore:
         return await self.store._run(
             lambda conn: _reserve(conn, start, count, spacing), commit=True
         )
+
+    async def open_send(self, limit: int, extra: int, timeout: float) -> Grant:
+        """PostgreSQL: grant a broadcast send if fewer than ``limit - extra`` sends of every
+        process occupy the overall limit (see :mod:`bot.send_window`): in flight (for at
+        most ``timeout`` seconds from their grant) or completed less than a second ago.
+        ``extra``: the caller's own sends counted beside (its replies). Times are the
+        database's clock; rows that no longer count are deleted."""
+        return await self.store._run(
+            lambda conn: _open_send(conn, limit, extra, timeout), commit=True
+        )
+
+    async def close_send(self, ticket: int) -> None:
+        """The send granted as ``ticket`` completed: it counts one second more."""
+        after = literal(dt.timedelta(seconds=AFTER))
+
+        def work(conn: Connection) -> None:
+            conn.execute(
+                update(sends)
+                .where(sends.c.id == ticket)
+                .values(occupies_until=func.clock_timestamp() + after)
+            )
+
+        await self.store._run(work, commit=True)
 
     @property
     def shares_the_rate(self) -> bool:

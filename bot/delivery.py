@@ -87,6 +87,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot import metrics
 from bot.broadcast_store import BroadcastStore, Claimed
+from bot.send_window import SEND_TIMEOUT, Grant, SendWindow, SharedSends
 from bot.splitting import split_html
 from conversations.broadcast import Progress
 
@@ -102,8 +103,9 @@ ProgressFn = Callable[[Progress], Awaitable[None]]
 RECHECK = 0.2
 
 
-class SlotStore(Protocol):
-    """Where the processes of one bot reserve their send slots (``BroadcastStore``)."""
+class SharedPacing(SharedSends, Protocol):
+    """Where the processes of one bot share their pacing (``BroadcastStore``): the send
+    slots that space their broadcast sends, and the sends that occupy the limit."""
 
     async def reserve_slots(self, start: float, count: int, spacing: float) -> float: ...
 
@@ -120,7 +122,8 @@ class Pacer:
         interactive_max_wait: float = 1.0,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
-        slots: SlotStore | None = None,
+        slots: SharedPacing | None = None,
+        send_timeout: float = SEND_TIMEOUT,
     ) -> None:
         if per_second < 1:
             raise ValueError("per_second must be at least 1")
@@ -130,19 +133,22 @@ class Pacer:
         self.interactive_max_wait = interactive_max_wait
         self.clock = clock
         self.sleep = sleep
+        self.send_timeout = send_timeout
         self.spacing = (1.0 + margin) / per_second
         self._slack = min(margin, self.spacing / 2)
-        # A shared slot used this late still keeps any second within the limit: the slots a
-        # window of 1 s + margin can hold, per_second, are all the slots of any 1 s of sends.
-        self._late = margin / 2
-        self._window: deque[float] = deque(maxlen=per_second)  # the last per_second sends
+        self._late = margin / 2  # a shared slot used this late still keeps the spacing
+        self._last_slot = -math.inf
+        # This process's sends in flight or completed less than a second ago: the limit as
+        # counted where the messages arrive (bot.send_window).
+        self.window = SendWindow(clock, send_timeout)
         self._last_by_chat: dict[int, float] = {}
         self._hold_until = -math.inf
         self._priority_waiting = 0
         self._no_priority = asyncio.Event()
         self._no_priority.set()
-        # The slots shared with the other processes: reserved as sends want them (one per
-        # broadcast send waiting here), with this process's replies of the last second.
+        # Shared with the other processes: the slots, reserved as sends want them (one per
+        # broadcast send waiting here), with this process's replies of the last second;
+        # and the broadcast sends occupying the limit.
         self.slots = slots
         self.shared = slots is not None
         self._wanting = 0
@@ -150,6 +156,7 @@ class Pacer:
         self._reserved: deque[float] = deque()
         self._replies: deque[float] = deque()
         self._reserving = asyncio.Lock()
+        self._grant_failures = 0
 
     def hold(self, seconds: float) -> None:
         """No broadcast send for ``seconds`` (Telegram's RetryAfter); interactive ones go on."""
@@ -157,11 +164,7 @@ class Pacer:
         self._reserved.clear()  # the next reservation starts after the hold, for everyone
 
     def _ready_at(self, chat_id: int, priority: bool) -> float:
-        ready = -math.inf
-        if self._window:
-            ready = self._window[-1] + self.spacing
-            if len(self._window) == self.per_second:
-                ready = max(ready, self._window[0] + 1.0 + self.margin)
+        ready = max(self._last_slot + self.spacing, self.window.free_at(self.per_second))
         if priority:
             # A conversation answers each press or message at once (Telegram allows short
             # bursts in a chat); its messages still space the broadcast's to that chat.
@@ -171,17 +174,29 @@ class Pacer:
             ready = max(ready, last + self.per_chat_interval)
         return max(ready, self._hold_until)
 
-    async def acquire(
+    @contextlib.asynccontextmanager
+    async def sending(
         self, chat_id: int, *, priority: bool = False, slot: float | None = None
-    ) -> float:
-        """Wait until a message to ``chat_id`` may be sent and count it; returns the wait.
+    ) -> AsyncIterator[float]:
+        """Wait until a message to ``chat_id`` may be sent, and send it in the block; yields
+        the wait. The send occupies the overall limit until the block ends, plus a second.
 
         ``priority`` is for interactive replies: they go before any waiting broadcast send
         and wait at most ``interactive_max_wait`` seconds. ``slot``: a shared send slot
         already reserved for this send (with its claim), used if it is not past.
         """
+        wait, local, shared = await self._acquire(chat_id, priority, slot)
+        try:
+            yield wait
+        finally:
+            await self._release(local, shared)
+
+    async def _acquire(
+        self, chat_id: int, priority: bool, slot: float | None
+    ) -> tuple[float, int, int | None]:
+        """Wait and count the send: (the wait, its local ticket, its shared one)."""
         start = self.clock()
-        shared = False
+        granted: int | None = None
         if priority:
             self._priority_waiting += 1
             self._no_priority.clear()
@@ -204,10 +219,14 @@ class Pacer:
                     if slot + self._late < now:
                         slot = None
                         continue
-                    if slot <= now:
-                        ready, shared = slot, True
-                        break
                     ready = slot
+                    if slot <= now:
+                        grant = await self._open_shared()
+                        now = self.clock()
+                        if grant.ticket is not None:
+                            granted = grant.ticket
+                            break
+                        slot, ready = None, now + grant.wait  # the slot will be past
                 await self.sleep(ready - now)
         finally:
             if priority:
@@ -217,12 +236,37 @@ class Pacer:
         # The overall schedule keeps its slots: a send woken a little late (the event loop's
         # sleep overshoots by a millisecond or two, 3-5 % of a slot at 25/s) counts at its
         # slot, so lateness does not add up into a lower rate. The credit is at most the
-        # margin, so any per_second sends in a row still span more than a second.
-        slot = ready if shared or now - ready <= self._slack else now
+        # margin; the window of sends (bot.send_window) keeps the limit whatever the slots.
+        slot = ready if granted is not None or now - ready <= self._slack else now
         self._record(chat_id, slot, now)
         if priority and self.shared:
             self._replies.append(now)
-        return now - start
+        return now - start, self.window.open(reply=priority), granted
+
+    async def _open_shared(self) -> Grant:
+        """A broadcast send granted on the window every process shares, counting this
+        process's replies; or how long to wait (the database is away: no send meanwhile)."""
+        assert self.slots is not None
+        try:
+            grant = await self.slots.open_send(
+                self.per_second, self.window.replies(), self.send_timeout
+            )
+        except Exception:
+            self._grant_failures += 1
+            logger.exception("granting a send failed (%d)", self._grant_failures)
+            return Grant(None, min(2.0**self._grant_failures, 30.0))
+        self._grant_failures = 0
+        return grant
+
+    async def _release(self, local: int, shared: int | None) -> None:
+        self.window.close(local)
+        if shared is None:
+            return
+        assert self.slots is not None
+        try:
+            await self.slots.close_send(shared)
+        except Exception:  # it stops counting at its timeout instead
+            logger.exception("closing a send failed")
 
     async def _take_slot(self, now: float) -> float:
         """A send slot on the shared schedule, this caller's alone (reserving as many as
@@ -261,7 +305,7 @@ class Pacer:
         self._reserved.extend(first + i * self.spacing for i in range(replies, count))
 
     def _record(self, chat_id: int, slot: float, now: float) -> None:
-        self._window.append(slot)
+        self._last_slot = slot
         self._last_by_chat[chat_id] = now
         if len(self._last_by_chat) > 4 * self.per_second + 1024:
             cutoff = now - self.per_chat_interval
@@ -348,8 +392,8 @@ class DeliveryWorker:
     @contextlib.asynccontextmanager
     async def interactive(self, chat_id: int) -> AsyncIterator[None]:
         """Wrap an interactive reply: it goes ahead of the broadcast (see the module doc)."""
-        await self.pacer.acquire(chat_id, priority=True)
-        yield
+        async with self.pacer.sending(chat_id, priority=True):
+            yield
 
     # ------------------------------------------------------------------ the loop
 
@@ -478,14 +522,18 @@ class DeliveryWorker:
         while True:
             if self._stopping:
                 return None
-            await self.pacer.acquire(chat_id, slot=item.slot if attempts == 0 else None)
-            if not self._still_held(item):
-                logger.warning("broadcast %d: a lease ran out before its send", broadcast_id)
-                self._held.pop((broadcast_id, chat_id), None)
-                return None
-            attempts += 1
             try:
-                await self.send(chat_id, text)
+                async with self.pacer.sending(
+                    chat_id, slot=item.slot if attempts == 0 else None
+                ):
+                    if not self._still_held(item):
+                        logger.warning("broadcast %d: a lease ran out before its send", broadcast_id)
+                        self._held.pop((broadcast_id, chat_id), None)
+                        return None
+                    attempts += 1
+                    # Bounded: past the timeout the send stops occupying the rate limit.
+                    async with asyncio.timeout(self.pacer.send_timeout):
+                        await self.send(chat_id, text)
             except RetryAfter as exc:
                 seconds = retry_after_seconds(exc)
                 logger.info("broadcast %d: Telegram asks to wait %.1f s", broadcast_id, seconds)
@@ -495,7 +543,7 @@ class DeliveryWorker:
                 return "unsubscribed", type(exc).__name__, attempts
             except BadRequest as exc:
                 return "failed", type(exc).__name__, attempts
-            except NetworkError as exc:
+            except (NetworkError, TimeoutError) as exc:
                 network_failures += 1
                 if network_failures < self.max_attempts:
                     delay = min(self.backoff * 2 ** (network_failures - 1), self.max_backoff)
