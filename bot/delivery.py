@@ -523,11 +523,9 @@ class DeliveryWorker:
             if self._stopping:
                 return None
             try:
-                async with self.pacer.sending(
-                    chat_id, slot=item.slot if attempts == 0 else None
-                ):
+                async with self.pacer.sending(chat_id, slot=item.slot if attempts == 0 else None):
                     if not self._still_held(item):
-                        logger.warning("broadcast %d: a lease ran out before its send", broadcast_id)
+                        logger.warning("broadcast %d: a lease ran out before a send", broadcast_id)
                         self._held.pop((broadcast_id, chat_id), None)
                         return None
                     attempts += 1

@@ -83,7 +83,7 @@ class SendWindow:
         busy = self._busy(now)
         if len(busy) < limit:
             return -math.inf
-        return min(*busy, now + AFTER)
+        return min([*busy, now + AFTER])
 
     def open(self, *, reply: bool = False) -> int:
         """Count a send granted now (the caller checked :meth:`free_at`)."""

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
+import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 from test_delivery import TEXTS, assert_paced, wipe_broadcasts
 
 from bot.broadcast_store import BroadcastStore, deliveries, subscriptions
+from bot.broadcast_store import sends as send_rows
 from bot.delivery import DeliveryWorker, Pacer
 from bot.storage import Store
 
@@ -232,3 +235,77 @@ async def test_a_live_workers_rows_are_not_taken_while_it_renews_its_lease(
     await fleet.stop()
     assert sends.chats() == {chat: 1 for chat in range(1, 21)}
     assert [number for _, chat, number in sends.log if chat == slow] == [0]
+
+
+# ---------------------------------------------------------------------- the shared window
+
+
+@pytest.fixture
+async def on_postgres(postgres_url: str) -> AsyncIterator[list[BroadcastStore]]:
+    """Two processes' stores on one PostgreSQL database (the window is shared there)."""
+    stores = [Store(postgres_url) for _ in range(2)]
+    await stores[0].init()
+    found = [BroadcastStore(store) for store in stores]
+    await stores[0]._run(wipe_broadcasts, commit=True)
+    yield found
+    await stores[0]._run(wipe_broadcasts, commit=True)
+    for store in stores:
+        await store.close()
+
+
+async def test_two_processes_keep_the_limit_where_the_messages_arrive(
+    on_postgres: list[BroadcastStore],
+) -> None:
+    """Two pacers on one PostgreSQL, three senders each; every HTTP call takes 0 to 300 ms
+    and the message arrives at its grant or its completion, at random: no second of
+    arrivals holds more than the limit, and both processes send."""
+    limit = 10
+    rng = random.Random(14)
+    arrivals: list[tuple[float, int, int]] = []
+    chats = itertools.count(1)
+
+    async def sender(pacer: Pacer, number: int) -> None:
+        for _ in range(6):
+            chat = next(chats)
+            async with pacer.sending(chat):
+                granted = time.time()
+                await asyncio.sleep(min(rng.expovariate(1 / 0.06), 0.3))
+            arrivals.append((rng.choice((granted, time.time())), chat, number))
+
+    pacers = [Pacer(limit, slots=broadcasts) for broadcasts in on_postgres]
+    await asyncio.gather(*(sender(p, n) for n, p in enumerate(pacers) for _ in range(3)))
+    assert len(arrivals) == 36
+    assert_paced([(t, chat) for t, chat, _ in arrivals], limit, 0.0)
+    assert Counter(number for _, _, number in arrivals).keys() == {0, 1}
+    # Rows stop counting a second after their send and are deleted at the next grant.
+    await asyncio.sleep(1.1)
+    await on_postgres[0].open_send(limit, 0, 20.0)
+    assert await count_sends(on_postgres[0]) == 1
+
+
+async def count_sends(broadcasts: BroadcastStore) -> int:
+    return await broadcasts.store._run(
+        lambda conn: int(conn.execute(select(func.count()).select_from(send_rows)).scalar_one()),
+        commit=False,
+    )
+
+
+async def test_a_send_of_a_dead_process_stops_counting_at_its_timeout(
+    on_postgres: list[BroadcastStore],
+) -> None:
+    dead, live = on_postgres
+    for _ in range(3):  # granted, and the process killed before they completed
+        assert (await dead.open_send(3, 0, 0.5)).ticket is not None
+    refused = await live.open_send(3, 0, 20.0)
+    assert refused.ticket is None and 0 < refused.wait <= 0.5
+    await asyncio.sleep(refused.wait + 0.02)
+    granted = await live.open_send(3, 0, 20.0)
+    assert granted.ticket is not None
+    # The caller's own sends count beside the shared ones (its replies).
+    assert (await live.open_send(3, 2, 20.0)).ticket is None
+    # A completed send counts one second after its completion, no longer.
+    await live.close_send(granted.ticket)
+    for _ in range(2):
+        assert (await live.open_send(3, 0, 20.0)).ticket is not None
+    refused = await live.open_send(3, 0, 20.0)
+    assert refused.ticket is None and 0.8 < refused.wait <= 1.0

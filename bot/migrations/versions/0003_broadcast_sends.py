@@ -28,9 +28,7 @@ def upgrade() -> None:
         return
     op.create_table(
         "broadcast_sends",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
         sa.Column("started", WHEN, nullable=False),
         sa.Column("occupies_until", WHEN, nullable=False),
     )
