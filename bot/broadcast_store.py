@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -41,9 +42,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Interval,
     Table,
     Text,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -63,6 +66,8 @@ from sqlalchemy.exc import IntegrityError
 from bot.send_window import AFTER, Grant
 from bot.storage import Store, metadata
 from conversations.broadcast import Progress
+
+T = TypeVar("T")
 
 subscriptions = Table(
     "subscriptions",
@@ -335,6 +340,21 @@ def _open_send(conn: Connection, limit: int, extra: int, timeout: float) -> Gran
     return Grant(None, (free - row.now).total_seconds())
 
 
+def _close_sends(conn: Connection, completed: list[tuple[int, float]]) -> None:
+    """Close sends that completed at the given ``time.monotonic()`` (see ``close_send``):
+    measured back from the database's clock now, which errs late, never early."""
+    now = time.monotonic()
+    conn.execute(
+        update(sends)
+        .where(sends.c.id == bindparam("ticket"))
+        .values(occupies_until=func.clock_timestamp() + bindparam("after", type_=Interval)),
+        [
+            {"ticket": ticket, "after": dt.timedelta(seconds=AFTER - (now - done))}
+            for ticket, done in completed
+        ],
+    )
+
+
 def _take_sender(conn: Connection, owner: str, now: dt.datetime, until: dt.datetime) -> bool:
     """SQLite: make ``owner`` the one sending worker, unless another holds a live lease.
 
@@ -413,6 +433,8 @@ class BroadcastStore:
     def __init__(self, store: Store, clock: Callable[[], dt.datetime] = _now) -> None:
         self.store = store
         self._clock = clock
+        # Sends completed and not closed yet: (ticket, time.monotonic() at completion).
+        self._completed: list[tuple[int, float]] = []
 
     async def init(self) -> None:
         """Migrate the database (the broadcast tables are in the migrations with the rest)."""
@@ -782,7 +804,7 @@ class BroadcastStore:
                 ]
             return claimed
 
-        return await self.store._run(work, commit=True)
+        return await self._write(work)
 
     async def renew(self, owner: str, lease: float) -> None:
         """Extend the leases ``owner`` holds (its rows in flight; on SQLite the sender lease)
@@ -803,7 +825,7 @@ class BroadcastStore:
                     .values(sender_until=until)
                 )
 
-        await self.store._run(work, commit=True)
+        await self._write(work)
 
     async def release(self, owner: str) -> int:
         """A worker stopping: the rows it claimed and did not send go back to ``pending`` at
@@ -823,7 +845,7 @@ class BroadcastStore:
             )
             return int(result.rowcount or 0)
 
-        return await self.store._run(work, commit=True)
+        return await self._write(work)
 
     async def waiting(self, owner: str) -> float | None:
         """Whether recipients of running broadcasts are left that ``owner`` may have to send
@@ -872,22 +894,33 @@ class BroadcastStore:
         most ``timeout`` seconds from their grant) or completed less than a second ago.
         ``extra``: the caller's own sends counted beside (its replies). Times are the
         database's clock; rows that no longer count are deleted."""
-        return await self.store._run(
-            lambda conn: _open_send(conn, limit, extra, timeout), commit=True
-        )
+        return await self._write(lambda conn: _open_send(conn, limit, extra, timeout))
 
     async def close_send(self, ticket: int) -> None:
-        """The send granted as ``ticket`` completed: it counts one second more."""
-        after = literal(dt.timedelta(seconds=AFTER))
+        """The send granted as ``ticket`` completed now: it counts one second more.
 
-        def work(conn: Connection) -> None:
-            conn.execute(
-                update(sends)
-                .where(sends.c.id == ticket)
-                .values(occupies_until=func.clock_timestamp() + after)
-            )
+        Written with this store's next transaction (the delivery's outcome follows every
+        send), so it costs no round trip of its own; its time is that transaction's
+        database clock less the time since the completion, measured here. Until then the
+        other processes count it as in flight, which it was less than a second ago."""
+        self._completed.append((ticket, time.monotonic()))
 
-        await self.store._run(work, commit=True)
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in a transaction that also closes the sends completed since the last
+        one (PostgreSQL); if it fails they are closed with the next one."""
+        completed, self._completed = self._completed, []
+
+        def both(conn: Connection) -> T:
+            done = work(conn)
+            if completed:  # last: a grant's lock is never awaited while rows are locked
+                _close_sends(conn, completed)
+            return done
+
+        try:
+            return await self.store._run(both, commit=True)
+        except BaseException:
+            self._completed[:0] = completed
+            raise
 
     @property
     def shares_the_rate(self) -> bool:
@@ -914,7 +947,7 @@ class BroadcastStore:
                 .values(parts_sent=parts_sent, updated_at=now)
             )
 
-        await self.store._run(work, commit=True)
+        await self._write(work)
 
     async def mark_failed(
         self, broadcast_id: int, chat_id: int, error: str, attempts: int = 1
@@ -971,7 +1004,7 @@ class BroadcastStore:
             )
             return bool(result.rowcount)
 
-        return await self.store._run(work, commit=True)
+        return await self._write(work)
 
     # ------------------------------------------------------------------ scheduled reminders
 

@@ -277,7 +277,10 @@ async def test_two_processes_keep_the_limit_where_the_messages_arrive(
     assert len(arrivals) == 36
     assert_paced([(t, chat) for t, chat, _ in arrivals], limit, 0.0)
     assert Counter(number for _, _, number in arrivals).keys() == {0, 1}
-    # Rows stop counting a second after their send and are deleted at the next grant.
+    # Completions are written with a process's next transaction (a delivery's outcome);
+    # rows stop counting a second after their send and are deleted at the next grant.
+    for broadcasts in on_postgres:
+        await broadcasts.renew("nobody", LEASE)
     await asyncio.sleep(1.1)
     await on_postgres[0].open_send(limit, 0, 20.0)
     assert await count_sends(on_postgres[0]) == 1
