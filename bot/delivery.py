@@ -197,6 +197,7 @@ class Pacer:
         """Wait and count the send: (the wait, its local ticket, its shared one)."""
         start = self.clock()
         granted: int | None = None
+        spaced = False  # a shared slot reached
         if priority:
             self._priority_waiting += 1
             self._no_priority.clear()
@@ -211,7 +212,7 @@ class Pacer:
                     ready = min(ready, start + self.interactive_max_wait)
                 if ready <= now and (priority or not self.shared):
                     break
-                if ready <= now:
+                if ready <= now and not spaced:
                     # The shared slot: sent within ``_late`` after it, or left unused.
                     if slot is None:
                         slot = await self._take_slot(now)
@@ -219,14 +220,17 @@ class Pacer:
                     if slot + self._late < now:
                         slot = None
                         continue
-                    ready = slot
-                    if slot <= now:
-                        grant = await self._open_shared()
-                        now = self.clock()
-                        if grant.ticket is not None:
-                            granted = grant.ticket
-                            break
-                        slot, ready = None, now + grant.wait  # the slot will be past
+                    ready, spaced = slot, slot <= now
+                if ready <= now:
+                    assert slot is not None
+                    grant = await self._open_shared()
+                    now = self.clock()
+                    if grant.ticket is not None:
+                        granted, ready = grant.ticket, slot
+                        break
+                    # The window is full: ask again when a place may be free (the slot's
+                    # spacing is kept: a send of every process waits as long).
+                    slot = ready = now + grant.wait
                 await self.sleep(ready - now)
         finally:
             if priority:
