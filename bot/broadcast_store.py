@@ -18,7 +18,9 @@ committed before it: that is what keeps the per-chat interval across processes, 
 is not claimed while another broadcast's message to it is in flight or was sent less than
 the interval ago. On SQLite one process sends: the holder of the sender lease in
 ``broadcast_pacing``. That row also holds the overall rate's next free send slot, from
-which every process reserves its sends (:meth:`BroadcastStore.reserve_slots`).
+which every process reserves its sends (:meth:`BroadcastStore.reserve_slots`). On
+PostgreSQL the broadcast sends of every process that occupy the overall limit are rows of
+``broadcast_sends`` (:meth:`BroadcastStore.open_send`, see :mod:`bot.send_window`).
 
 Texts are stored once per broadcast and language (``broadcast_texts``); each delivery row
 records the recipient's language, so a resumed broadcast sends exactly what was previewed.

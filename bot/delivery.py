@@ -1,23 +1,29 @@
 """The paced, resumable broadcast sender.
 
-:class:`Pacer` spaces sends: at most ``per_second`` messages in any one-second window
-overall and one message per ``per_chat_interval`` seconds to any one chat. Sends are
-smoothed (at least ``(1 + margin) / per_second`` apart) rather than sent in bursts, and the
-``margin`` (default 2 %) absorbs the jitter between the moment a request leaves and the
-moment Telegram counts it. Time is ``time.time`` (the processes of one bot share the
-schedule, so the clock is the wall clock) and ``asyncio.sleep`` unless a test injects its own.
+:class:`Pacer` keeps two limits: at most ``per_second`` messages in any one-second window
+overall, counted where the messages arrive, and one message per ``per_chat_interval``
+seconds to any one chat. The overall limit is a window of sends (:mod:`bot.send_window`):
+a send occupies it from its grant until its HTTP call completes, plus a second, and is
+granted only while fewer than ``per_second`` sends occupy it. A message reaches Telegram
+between its grant and its completion, so no second of arrivals holds more than the limit
+however long a request waits to leave (an event loop busy with residents' updates) or its
+answer takes; the sustained rate is ``per_second / (1 s + round trip)``. Within it, sends
+are smoothed (at least ``(1 + margin) / per_second`` apart, margin 2 %) rather than sent
+in bursts. Time is ``time.time`` (the processes of one bot share the slots' schedule, so
+the clock is the wall clock) and ``asyncio.sleep`` unless a test injects its own.
 
-Interactive replies have priority: ``await pacer.acquire(chat_id, priority=True)`` (or
-``async with worker.interactive(chat_id):``) before the reply. An interactive send does not
-wait for the broadcast send in flight, only for the next free slot of the overall limit,
-which the broadcast lane leaves to it. The wait is therefore at most
-``(k + 1) * (1 + margin) / per_second`` (41 ms at 25/s) when ``k`` other interactive
-replies are already waiting, and never more than ``interactive_max_wait`` (1 s): past that
-the reply goes anyway, so only a burst of interactive replies above the limit by itself can
-exceed the limit. The per-chat interval does not hold a reply (a conversation answers each
-press at once, and Telegram allows short bursts in a chat), but a reply does hold the next
-broadcast message to that chat. Interactive sends count against the overall limit, which
-the broadcast absorbs by slowing down; a RetryAfter hold applies to the broadcast lane only.
+Interactive replies have priority: ``async with pacer.sending(chat_id, priority=True):``
+(or ``async with worker.interactive(chat_id):``) around the reply. An interactive send does
+not wait for the broadcast send in flight, only for the next free slot of the overall
+limit, which the broadcast lane leaves to it, and for a place in its process's window of
+sends. The wait is therefore about ``(k + 1) * (1 + margin) / per_second`` (41 ms at 25/s)
+when ``k`` other interactive replies are already waiting and the window has room, and never
+more than ``interactive_max_wait`` (1 s): past that the reply goes anyway, so only a burst
+of interactive replies above the limit by itself can exceed the limit. The per-chat
+interval does not hold a reply (a conversation answers each press at once, and Telegram
+allows short bursts in a chat), but a reply does hold the next broadcast message to that
+chat. Interactive sends count against the overall limit, which the broadcast absorbs by
+slowing down; a RetryAfter hold applies to the broadcast lane only.
 
 :class:`DeliveryWorker` claims one recipient per send slot (``concurrency`` slots, default
 1), commits the claim, waits for the pacer, sends through an injected
@@ -28,7 +34,9 @@ the broadcast absorbs by slowing down; a RetryAfter hold applies to the broadcas
 * ``Forbidden``: the recipient blocked the bot; the row becomes ``unsubscribed`` and the
   subscription inactive.
 * ``BadRequest``: permanent (chat not found, text rejected): ``failed``.
-* other ``NetworkError`` (``TimedOut`` included): retried with exponential backoff
+* other ``NetworkError`` (``TimedOut`` included), or no answer within the pacer's
+  ``send_timeout`` (20 s, above python-telegram-bot's own timeouts; past it the send stops
+  occupying the rate limit, so it is given up): retried with exponential backoff
   (``backoff``, doubled each time, at most ``max_backoff``) up to ``max_attempts`` attempts,
   then ``failed``. A ``TimedOut`` whose request did reach Telegram is sent twice: like the
   crash window below, that cannot be told apart without an idempotency key.
@@ -46,13 +54,16 @@ Every process runs a worker on the same rows (:mod:`bot.broadcast_store`):
   sent within about a lease; a restarted process has a new owner id and takes nothing from
   a live one. A worker starts no send within (per-chat interval + 1 s) of its lease's end
   (the database was away and it could not renew): the row is left to the next holder.
-* The overall limit holds across processes: the :class:`Pacer` reserves its broadcast
-  sends on one schedule in the database (``reserve_slots``), a tenth of a second at a
-  time, and sends each within ``margin / 2`` after its slot or leaves it unused, so any
-  second holds at most ``per_second`` sends of all processes together. Interactive replies
-  keep their lane in their process and count on the shared schedule with the process's
-  next reservation (replies of the last second only). A RetryAfter holds this process at
-  once and, through the schedule, the others after the slots they already reserved.
+* The overall limit holds across processes: every broadcast send is granted on one window
+  of sends in the database (``open_send``, the database's clock; a send of a process that
+  died stops counting ``send_timeout`` seconds after its grant, and every send is given up
+  after that long). The slots that space the sends are reserved on one schedule there too
+  (``reserve_slots``, with the claim), and a send waits for its slot before it asks for
+  its grant. Interactive replies keep their lane in their process: they count in their
+  process's window, with that process's broadcast grants (``extra``), and on the shared
+  schedule with the process's next reservation (replies of the last second only); the
+  other processes' grants do not see them. A RetryAfter holds this process at once and,
+  through the schedule, the others after the slots they already reserved.
 * The per-chat interval holds across processes: a chat is not claimed while another
   broadcast's message to it is in flight or was sent less than the interval ago.
 * On SQLite one process sends: the holder of the sender lease; the others' workers wait
