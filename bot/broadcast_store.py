@@ -153,6 +153,12 @@ pacing = Table(
     Column("sender_until", DateTime(timezone=True)),
 )
 PACING_ROW = 1
+# A next slot further ahead than this was left by a clock that jumped back: start afresh.
+MAX_AHEAD = 3600.0
+# Claims on PostgreSQL take turns on this advisory lock: two int4 keys, a key space apart
+# from the one-bigint locks the conversations take on chat ids (bot.storage).
+CLAIM_LOCK = (0x79696261, 1)  # "yiba", claims
+SEND_LOCK = (0x79696261, 2)  # grants of sends (broadcast_sends)
 
 # PostgreSQL: the broadcast sends of every process that occupy the overall limit, from
 # their grant until their completion plus a second (bot.send_window), on the database's
@@ -166,12 +172,6 @@ sends = Table(
     # timeout, so that the send of a process that died stops counting.
     Column("occupies_until", DateTime(timezone=True), nullable=False),
 )
-# A next slot further ahead than this was left by a clock that jumped back: start afresh.
-MAX_AHEAD = 3600.0
-# Claims on PostgreSQL take turns on this advisory lock: two int4 keys, a key space apart
-# from the one-bigint locks the conversations take on chat ids (bot.storage).
-CLAIM_LOCK = (0x79696261, 1)  # "yiba", claims
-SEND_LOCK = (0x79696261, 2)  # grants of sends (broadcast_sends)
 
 audit = Table(
     "audit",
@@ -309,16 +309,19 @@ def _open_send(conn: Connection, limit: int, extra: int, timeout: float) -> Gran
     clock = select(func.clock_timestamp().label("now")).cte("clock")  # evaluated once
     now = select(clock.c.now).scalar_subquery()
     until = sends.c.occupies_until
-    busy = select(func.count().label("n"), func.min(until).label("first")).where(until > now)
-    busy_cte = busy.cte("busy")
-    started = clock.join(busy_cte, true())
+    busy = (
+        select(func.count().label("n"), func.min(until).label("first"))
+        .where(until > now)
+        .cte("busy")
+    )
+    counted = clock.join(busy, true())
     granted = (
         insert(sends)
         .from_select(
             ["started", "occupies_until"],
             select(clock.c.now, clock.c.now + literal(dt.timedelta(seconds=timeout)))
-            .select_from(started)
-            .where(busy_cte.c.n + extra < limit),
+            .select_from(counted)
+            .where(busy.c.n + extra < limit),
         )
         .returning(sends.c.id)
         .cte("granted")
@@ -327,10 +330,10 @@ def _open_send(conn: Connection, limit: int, extra: int, timeout: float) -> Gran
     row = conn.execute(
         select(
             clock.c.now,
-            busy_cte.c.first,
+            busy.c.first,
             select(granted.c.id).scalar_subquery().label("ticket"),
         )
-        .select_from(started)
+        .select_from(counted)
         .add_cte(gone)
     ).one()
     if row.ticket is not None:
