@@ -259,7 +259,11 @@ async def test_two_processes_keep_the_limit_where_the_messages_arrive(
     and the message arrives at its grant or its completion, at random: no second of
     arrivals holds more than the limit, and both processes send."""
     pacers = [Pacer(10, slots=broadcasts) for broadcasts in on_postgres]
-    sent = await assert_limit_held(pacers, asyncio.gather, per_pacer=3, sends=6, seed=14)
+    # Real time on a shared machine: the database's round trips lengthen each send's
+    # place (about 0.9 of the limit here), so only a stall is ruled out.
+    sent = await assert_limit_held(
+        pacers, asyncio.gather, per_pacer=3, sends=6, seed=14, min_rate=0.5
+    )
     assert sent.keys() == {0, 1}
     # Completions are written with a process's next transaction (a delivery's outcome);
     # rows stop counting a second after their send and are deleted at the next grant.
