@@ -58,31 +58,50 @@ SECRET = "bench-secret"
 
 
 class Meter:
-    """Answers the client over a pipe: CPU time and updates handled between start and stop."""
+    """Answers the client over a pipe: CPU time, updates handled, and the CPU time spent in
+    ``Application.process_update`` (the handling itself: what is left is HTTP, parsing and
+    the loop) between start and stop."""
 
-    def __init__(self, conn: Connection, handled: Any) -> None:
+    def __init__(self, conn: Connection, handled: Any, app: Any) -> None:
         self.conn = conn
         self.handled = handled  # () -> updates handled so far
         self.quit = asyncio.Event()
+        self.handling = 0.0
+        process_update = app.process_update
+
+        async def timed(update: object) -> None:
+            start = time.thread_time()  # the loop's thread: what this update costs there
+            try:
+                await process_update(update)
+            finally:
+                self.handling += time.thread_time() - start
+
+        app.process_update = timed
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
         loop.add_reader(self.conn.fileno(), readable.set)
         self.conn.send("ready")
-        cpu = count = 0.0
+        cpu = count = handling = 0.0
         while True:
             await readable.wait()
             readable.clear()
             while self.conn.poll():
                 command, expected = self.conn.recv()
                 if command == "start":
-                    cpu, count = time.process_time(), self.handled()
+                    cpu, count, handling = time.process_time(), self.handled(), self.handling
                     self.conn.send("started")
                 elif command == "stop":
                     while self.handled() - count < expected:  # bare answers before handling
                         await asyncio.sleep(0.005)
-                    self.conn.send((time.process_time() - cpu, self.handled() - count))
+                    self.conn.send(
+                        (
+                            time.process_time() - cpu,
+                            self.handled() - count,
+                            self.handling - handling,
+                        )
+                    )
                 else:
                     self.quit.set()
                     return
@@ -108,7 +127,7 @@ async def serve_ours(port: int, directory: Path, conn: Connection) -> None:
         )
         return value or 0.0
 
-    meter = Meter(conn, handled)
+    meter = Meter(conn, handled, app)
     await meter.run()
     bot.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -136,7 +155,7 @@ async def serve_bare(port: int, conn: Connection) -> None:
             webhook_url=f"http://127.0.0.1:{port}/{PATH}",
         )
         await app.start()
-        await Meter(conn, lambda: handled).run()
+        await Meter(conn, lambda: handled, app).run()
         await app.updater.stop()
         await app.stop()
 
@@ -188,8 +207,8 @@ class Bot:
         assert self.pipe.recv() == "ready"
         self.client = Client(port)
 
-    def round(self, bodies: list[bytes]) -> tuple[float, float, float]:
-        """(bot CPU, client CPU, wall) per update."""
+    def round(self, bodies: list[bytes]) -> tuple[float, float, float, float]:
+        """(bot CPU, client CPU, wall, bot CPU in process_update) per update."""
         self.pipe.send(("start", 0))
         assert self.pipe.recv() == "started"
         wall, cpu = time.perf_counter(), time.process_time()
@@ -197,11 +216,11 @@ class Bot:
             self.client.post(body)
         client_cpu = time.process_time() - cpu
         self.pipe.send(("stop", len(bodies)))
-        bot_cpu, handled = self.pipe.recv()
+        bot_cpu, handled, handling = self.pipe.recv()
         wall = time.perf_counter() - wall
         assert handled == len(bodies), (self.kind, handled, len(bodies))
         n = len(bodies)
-        return bot_cpu / n, client_cpu / n, wall / n
+        return bot_cpu / n, client_cpu / n, wall / n, handling / n
 
     def close(self) -> None:
         self.pipe.send(("quit", 0))
@@ -213,7 +232,7 @@ def main(chats: int, rounds: int, port: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         bots = {"ours": Bot("ours", port, tmp), "bare": Bot("bare", port + 1, tmp)}
         try:
-            costs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in bots}
+            costs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in bots}
             for r in range(rounds + 1):  # the first is the warm-up
                 as_pressed, as_text = traffic.dicts()
                 bodies = {
@@ -239,8 +258,13 @@ def main(chats: int, rounds: int, port: int) -> float:
     print(f"updates per round: {n} ({chats} chats), rounds: {rounds} (+ 1 warm-up)")
     print("per update, median (spread):   bot CPU                client CPU         wall")
     for name, label in (("bare", "bare PTB webhook"), ("ours", "ours (bot.intake)")):
-        bot_cpu, client_cpu, wall = (list(x) for x in zip(*costs[name], strict=True))
+        bot_cpu, client_cpu, wall, _ = (list(x) for x in zip(*costs[name], strict=True))
         print(f"  {label:<28}{us(bot_cpu)}  {us(client_cpu)}  {us(wall)}")
+    print("  of the bot CPU, in Application.process_update (the rest: HTTP, parsing, the loop):")
+    for name in ("bare", "ours"):
+        handling = [c[3] for c in costs[name]]
+        rest = [c[0] - c[3] for c in costs[name]]
+        print(f"    {name:<6}{us(handling)}; the rest {us(rest)}")
     ratio = statistics.median(c[0] for c in costs["ours"]) / statistics.median(
         c[0] for c in costs["bare"]
     )

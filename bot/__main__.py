@@ -158,8 +158,10 @@ def migrate(argv: list[str]) -> int:
     return 0
 
 
-def _logging(fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> None:
-    logging.basicConfig(level=logging.INFO, format=fmt)
+def _logging(
+    fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s", level: int = logging.INFO
+) -> None:
+    logging.basicConfig(level=level, format=fmt)
     redaction.install()
     # httpx logs every request URL, and the URL contains the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -231,8 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(args_in)
     settings = Settings()
-    _logging()
-    if args.console or settings.bot_token is None:
+    console = args.console or settings.bot_token is None
+    # The console is a conversation on the terminal: Alembic's "Running upgrade …" at the
+    # first start, and the like, would come between the resident and the answers.
+    _logging(level=logging.WARNING if console else logging.INFO)
+    if console:
         if not args.console:
             print("未配置 BOT_TOKEN，以终端模式运行。(No BOT_TOKEN: console mode.)\n")
         with contextlib.suppress(KeyboardInterrupt):

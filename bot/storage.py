@@ -10,8 +10,9 @@ Personal data at rest: times are stored in UTC (the retention purge compares wit
 cut-off); SQLite overwrites deleted content (``secure_delete``) and :meth:`Store.scrub`
 moves the write-ahead log into the database and empties it, so what a resident cleared
 is not left in the ``-wal`` file. Works with SQLite and PostgreSQL (asyncpg): a SQLite file is
-used through the stdlib driver in worker threads (see ``create_engine``), anything else
-through SQLAlchemy's asyncio engine; the statements and transactions are the same.
+used through the stdlib driver in worker threads (see ``create_engine``), and its turns (the
+statements of every update) through ``sqlite3`` directly (:mod:`bot.sqlite_turns`); anything
+else through SQLAlchemy's asyncio engine. The statements and transactions are the same.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -46,8 +48,10 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.expression import Executable
 
 from bot import migrate as migrations
+from bot.sqlite_turns import Turns
 from conversations.state import State
 
 T = TypeVar("T")
@@ -152,8 +156,33 @@ _UNLOCK_CHAT = text("SELECT pg_advisory_unlock(:chat_id)")
 _TURN: ContextVar[AsyncConnection | None] = ContextVar("turn", default=None)
 
 
-def _pending(conn: Connection, chat_id: int) -> list[tuple[int, str]]:
-    return [(row.id, row.reply) for row in conn.execute(_PENDING, {"chat_id": chat_id})]
+class Db(Protocol):
+    """What a turn's statements run on: SQLAlchemy on any engine (:class:`CoreDb`), or
+    SQLite's own driver for a file (:class:`bot.sqlite_turns.Driver`)."""
+
+    def rows(self, statement: Executable, values: Mapping[str, Any]) -> Sequence[Any]: ...
+
+    def changed(self, statement: Executable, values: Mapping[str, Any]) -> int: ...
+
+    def insert_many(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+class CoreDb:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def rows(self, statement: Executable, values: Mapping[str, Any]) -> Sequence[Any]:
+        return self.conn.execute(statement, values).all()
+
+    def changed(self, statement: Executable, values: Mapping[str, Any]) -> int:
+        return int(self.conn.execute(statement, values).rowcount)
+
+    def insert_many(self, statement: Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.conn.execute(statement, list(rows))
+
+
+def _pending(db: Db, chat_id: int) -> list[tuple[int, str]]:
+    return [(row_id, reply) for row_id, reply in db.rows(_PENDING, {"chat_id": chat_id})]
 
 
 @dataclass(frozen=True)
@@ -164,14 +193,15 @@ class Change:
     replies: Sequence[str] = ()
 
 
-def _load(conn: Connection, chat_id: int) -> tuple[State, int] | None:
-    row = conn.execute(_LOAD, {"chat_id": chat_id}).first()
-    return None if row is None else (State.model_validate_json(row.state), row.version)
+def _load(db: Db, chat_id: int) -> tuple[State, int] | None:
+    found = db.rows(_LOAD, {"chat_id": chat_id})
+    if not found:
+        return None
+    state, version = found[0]
+    return State.model_validate_json(state), version
 
 
-def _write(
-    conn: Connection, chat_id: int, change: Change, version: int
-) -> list[tuple[int, str]] | None:
+def _write(db: Db, chat_id: int, change: Change, version: int) -> list[tuple[int, str]] | None:
     """Store the change if the row is still at ``version``; the outbox then, or None when
     someone else won (an insert that lost raises IntegrityError)."""
     state = change.state
@@ -179,18 +209,18 @@ def _write(
     updated_at = (state.updated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     values = {"new_state": state.model_dump_json(), "new_updated_at": updated_at}
     if version == 0:
-        conn.execute(_INSERT, {"chat_id": chat_id, "version": 1, **values})
+        db.changed(_INSERT, {"chat_id": chat_id, "version": 1, **values})
     else:
-        result = conn.execute(
+        moved = db.changed(
             _UPDATE,
             {"chat_id_": chat_id, "loaded_version": version, "new_version": version + 1, **values},
         )
-        if result.rowcount != 1:
+        if moved != 1:
             return None
     if change.replies:
         rows = [{"chat_id": chat_id, "reply": r, "created_at": updated_at} for r in change.replies]
-        conn.execute(_OUTBOX, rows)
-    return _pending(conn, chat_id)
+        db.insert_many(_OUTBOX, rows)
+    return _pending(db, chat_id)
 
 
 class Store:
@@ -203,6 +233,19 @@ class Store:
         )
         self._slots = asyncio.Semaphore(CHAT_SLOTS)
         self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+        parsed = make_url(url)
+        # A SQLite file's turns skip SQLAlchemy (bot.sqlite_turns); everything else uses it.
+        self._turns = (
+            Turns(parsed.database, _sqlite_pragmas)
+            if _sqlite_file(parsed) and parsed.database
+            else None
+        )
+
+    async def _write(self, work: Callable[[Db], T]) -> T:
+        """``work`` in a transaction committed at the end (rolled back if it raises)."""
+        if self._turns is not None:
+            return await self._turns.run(work)
+        return await self._run(lambda conn: work(CoreDb(conn)), commit=True)
 
     async def _run(self, work: Callable[[Connection], T], *, commit: bool) -> T:
         """``work`` on a pooled connection, off the event loop.
@@ -301,6 +344,8 @@ class Store:
         await self._run(work, commit=False)
 
     async def close(self) -> None:
+        if self._turns is not None:
+            await self._turns.close()
         if isinstance(self.engine, AsyncEngine):
             await self.engine.dispose()
             return
@@ -312,7 +357,7 @@ class Store:
 
     async def load(self, chat_id: int) -> tuple[State | None, int]:
         """The chat's state and its version (0 when there is none yet)."""
-        found = await self._run(lambda conn: _load(conn, chat_id), commit=False)
+        found = await self._run(lambda conn: _load(CoreDb(conn), chat_id), commit=False)
         return (None, 0) if found is None else found
 
     async def save(self, chat_id: int, state: State, version: int) -> bool:
@@ -326,51 +371,48 @@ class Store:
         the chat's outbox, in one transaction; the outbox then (as :meth:`pending`), or
         None when someone else won."""
         try:
-            return await self._run(
-                lambda conn: _write(conn, chat_id, Change(state, replies), version), commit=True
+            return await self._write(
+                lambda db: _write(db, chat_id, Change(state, replies), version)
             )
-        except IntegrityError:
+        except (IntegrityError, sqlite3.IntegrityError):
             return None
 
     async def turn(
         self, chat_id: int, decide: Callable[[State | None, int], Change | None]
     ) -> list[tuple[int, str]] | None:
         """Load the chat's state, ``decide`` what it becomes and commit that, in one
-        transaction and one trip to the database's thread (a load and a commit made
-        separately cost a thread hop each: the larger part of an update's cost on SQLite).
+        transaction (a load and a commit made separately cost a trip to the database each).
 
         ``decide`` gets the state (None when there is none yet) and its version and runs
-        where the statements run (for a SQLite file, that thread; on PostgreSQL, the loop,
-        inside the transaction); it must be quick and must not touch the event loop. It
+        where the statements run, inside the transaction (for a SQLite file the loop, or the
+        store's thread when another connection is writing; on PostgreSQL the loop); it must
+        be quick and must not touch the event loop. It
         returns the :class:`Change` to commit, or None to commit nothing. The outbox after
         the turn, as :meth:`pending`; None when someone else changed the row first (handle
         it again)."""
 
-        def work(conn: Connection) -> list[tuple[int, str]] | None:
-            found = _load(conn, chat_id)
+        def work(db: Db) -> list[tuple[int, str]] | None:
+            found = _load(db, chat_id)
             state, version = (None, 0) if found is None else found
             change = decide(state, version)
             if change is None:
-                return _pending(conn, chat_id)
-            return _write(conn, chat_id, change, version)
+                return _pending(db, chat_id)
+            return _write(db, chat_id, change, version)
 
         try:
-            return await self._run(work, commit=True)
-        except IntegrityError:
+            return await self._write(work)
+        except (IntegrityError, sqlite3.IntegrityError):
             return None
 
     async def pending(self, chat_id: int) -> list[tuple[int, str]]:
         """The chat's outbox, oldest first: (row id, reply JSON)."""
 
-        return await self._run(lambda conn: _pending(conn, chat_id), commit=False)
+        return await self._run(lambda conn: _pending(CoreDb(conn), chat_id), commit=False)
 
     async def sent(self, row_id: int) -> None:
         """The outbox row was sent (or can never be): delete it."""
 
-        def work(conn: Connection) -> None:
-            conn.execute(_SENT, {"row_id": row_id})
-
-        await self._run(work, commit=True)
+        await self._write(lambda db: db.changed(_SENT, {"row_id": row_id}))
 
     async def claim_stale(
         self, before: dt.datetime, now: dt.datetime

@@ -63,7 +63,9 @@ T = TypeVar("T")
 
 # Replies are sent with Bot.do_api_request (see _call), which would warn each time.
 warnings.filterwarnings(
-    "ignore", r"Please use 'Bot\.(sendMessage|editMessageText)'", PTBUserWarning
+    "ignore",
+    r"Please use 'Bot\.(sendMessage|editMessageText|answerCallbackQuery)'",
+    PTBUserWarning,
 )
 
 COMMANDS = (
@@ -281,7 +283,7 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     query = update.callback_query
     assert query is not None
     with contextlib.suppress(TelegramError):  # only stops the spinner: never lose the press
-        await query.answer()
+        await _call(context.bot, "answerCallbackQuery", callback_query_id=query.id)
     pressed = query.message.message_id if query.message else None
     await _handle(update, context, Press(query.data or ""), pressed)
 

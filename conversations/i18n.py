@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from functools import cache
+from functools import cache, lru_cache
 from io import BytesIO
 from pathlib import Path
 
@@ -72,6 +72,18 @@ def _cn_number(text: str) -> str:
     return "".join(_CN_DIGITS[c] for c in text)
 
 
+# Babel takes 30-60 µs a call, and a reply shows the same few notice dates and fees again
+# and again (deadlines, first days of cover, standards): formatted once per locale.
+@lru_cache(maxsize=4096)
+def _long_date(day: dt.date, locale: str) -> str:
+    return format_date(day, "long", locale=locale)
+
+
+@lru_cache(maxsize=4096)
+def _decimal(amount: int, locale: str) -> str:
+    return format_decimal(amount, locale=locale)
+
+
 class Localizer:
     """Gettext and Babel formatting for one locale."""
 
@@ -91,7 +103,7 @@ class Localizer:
         return ("、" if self.chinese else ", ").join(self.term(w) for w in words)
 
     def date(self, day: dt.date | None, missing: str = "—") -> str:
-        return missing if day is None else format_date(day, "long", locale=self.babel)
+        return missing if day is None else _long_date(day, self.locale)
 
     def monthday(self, day: dt.date) -> str:
         """3月5日 / March 5: a day whose year is not known."""
@@ -100,7 +112,7 @@ class Localizer:
     def money(self, amount: int | None) -> str:
         if amount is None:
             return self.gettext("通知未载明")
-        number = format_decimal(amount, locale=self.babel)
+        number = _decimal(amount, self.locale)
         return f"{number}元" if self.chinese else f"¥{number}"
 
     def clause(self, clause: str) -> str:

@@ -137,6 +137,10 @@ def understand(
     for start, end in sorted(spans, reverse=True):
         words = words[:start] + " " * (end - start) + words[end:]
     words = dates.arabic(words)
+    if not _has_words(words):
+        # Dates (or an ID number) and nothing else, the commonest answer: every word search
+        # below would find nothing (tests/test_understanding.py checks the two agree).
+        return _dates_only(norm, mentions, impossible, step, today, library, voc)
 
     found = library.regions_in(words, near=False)
     typo = unsure = False
@@ -197,6 +201,32 @@ def understand(
         nav=nav,
         question=question,
         quote_intent=quote_intent,
+    )
+
+
+def _has_words(words: str) -> bool:
+    return not words.isspace() and words != ""
+
+
+def _dates_only(
+    norm: str,
+    mentions: list[dates.Mention],
+    impossible: list[dates.Impossible],
+    step: Step,
+    today: dt.date,
+    library: Library,
+    voc: dict[str, Any],
+) -> Understanding:
+    birth, payment = _roles(norm, mentions, step, today, False, _first_payment_day(library))
+    question = _question(norm, voc)
+    return Understanding(
+        birth=birth,
+        payment=payment,
+        id_number=bool(birth and birth.id_number),
+        bad_id=any(i.id_number for i in impossible),
+        bad_date=any(not i.id_number for i in impossible),
+        question=question,
+        quote_intent=question and _any(norm, voc["quote_intent"]),
     )
 
 

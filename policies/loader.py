@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import string
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -74,7 +75,9 @@ class Library:
         """
         text = normalize(text)
         hits: dict[str, int] = {}
-        for name, region, _ in self._names:
+        names = self._names
+        for i in sorted({i for c in set(text) for i in self._names_by_first.get(c, ())}):
+            name, region, _ = names[i]
             if _contains(text, name):
                 hits[region] = max(hits.get(region, 0), len(name))
         if hits:
@@ -83,8 +86,9 @@ class Library:
         if not near:
             return []
         near_hits: dict[str, int] = {}
-        for name, region, alias in self._names:
-            if alias and _near(text, name):
+        for i in self._aliases_sharing(text):
+            name, region, _ = names[i]
+            if _near(text, name):
                 near_hits[region] = max(near_hits.get(region, 0), len(name))
         if not near_hits:
             return []
@@ -97,11 +101,21 @@ class Library:
         caller asks "您是说商洛市吗？". Only for texts ``regions_in`` finds nothing in."""
         text = normalize(text)
         found: list[str] = []
-        for name, region, alias in self._names:
+        for i in self._aliases_sharing(text):
+            name, region, _ = self._names[i]
             two = len(name) == 2 and not name.isascii()
-            if alias and two and region not in found and _near(text, name, anywhere=True):
+            if two and region not in found and _near(text, name, anywhere=True):
                 found.append(region)
         return found
+
+    def _aliases_sharing(self, text: str) -> list[int]:
+        """Where in ``_names`` the aliases are that a typo in ``text`` could stand for: a
+        Chinese one with a character in the text (one edit leaves all but one), a Latin one
+        when the text has Latin letters."""
+        chars = set(text)
+        if not chars.isdisjoint(string.ascii_lowercase):
+            chars.add("a-z")
+        return sorted({i for c in chars for i in self._aliases_by_char.get(c, ())})
 
     @cached_property
     def _names(self) -> list[tuple[str, str, bool]]:
@@ -115,6 +129,26 @@ class Library:
             for place in region.places:
                 names += [(normalize(p), region.id, False) for p in place.names]
         return names
+
+    @cached_property
+    def _names_by_first(self) -> dict[str, list[int]]:
+        """Where in ``_names`` the names starting with each character are: a text can only
+        hold those of its own characters (a few of some 270 names, for a message)."""
+        found: dict[str, list[int]] = {}
+        for i, (name, _, _) in enumerate(self._names):
+            found.setdefault(name[:1], []).append(i)
+        return found
+
+    @cached_property
+    def _aliases_by_char(self) -> dict[str, list[int]]:
+        """Where in ``_names`` the aliases (those whose typos count) holding each Chinese
+        character are; the Latin ones under "a-z"."""
+        found: dict[str, list[int]] = {}
+        for i, (name, _, alias) in enumerate(self._names):
+            if alias:
+                for c in {"a-z"} if name.isascii() else set(name):
+                    found.setdefault(c, []).append(i)
+        return found
 
     def regions(self) -> list[Notice]:
         """One notice per region (the latest benefit year), in file order."""

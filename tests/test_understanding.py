@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
 from understanding_evaluation import evaluate
 
+from conversations import understanding
 from conversations.context import Context
 from conversations.resident import handle
 from conversations.state import Command, Event, Press, Reply, State, Step, Text
+from conversations.understanding import understand
 from policies.loader import default_library
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -177,3 +180,46 @@ def test_a_two_character_region_typo_in_a_sentence_is_asked_not_taken() -> None:
         Command("cancel"), Text("商落低保户能补多少"), Press("faqregion:shangluo")
     )
     assert "190" in replies[-1].html and "〔二（二）〕" in replies[-1].html
+
+
+def test_a_message_of_dates_alone_skips_the_word_searches_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The step cost (issue 14): a message that is nothing but dates (or an ID number) is
+    understood without the region, group and word searches, which could find nothing in it;
+    the answer is the one the full reading gives."""
+    texts = [
+        "1956-03-05",
+        "19560305",
+        "1956.3.5",
+        " 1956/3/5 ",
+        "1956年3月5日",
+        "56年3月5号",
+        "一九五六年三月五日",
+        "5 March 1956",
+        "March 5, 1956",
+        "明天",
+        "tomorrow",
+        "今天",
+        "2023-02-30",
+        "3/5/1956",
+        "11010519491231002X",
+        "110105194912310021",
+        "2023年12月",
+        "1956年",
+        "明天交",
+        "1956-03-05 低保",
+        "商洛 1956-03-05",  # the last three have words
+    ]
+    library, today = default_library(), NOW.date()
+    cases = [
+        (text, step, region)
+        for text in texts
+        for step in (Step.BIRTH, Step.PAYMENT, Step.CATEGORIES)
+        for region in (None, "shangluo", "fengshan")
+    ]
+    fast = [understand(t, step=s, region=r, library=library, today=today) for t, s, r in cases]
+    monkeypatch.setattr(understanding, "_has_words", lambda _words: True)
+    full = [understand(t, step=s, region=r, library=library, today=today) for t, s, r in cases]
+    assert fast == full
+    assert sum(f.birth is not None or f.payment is not None for f in fast) > len(cases) // 2
