@@ -216,6 +216,8 @@ def main() -> None:
     row("max sends in a whole second", str(busiest), f"<= {limit}", busiest <= limit)
     window = max_in_window(all_sends)
     row("max sends in any 1 s window", str(window), f"<= {limit}", window <= limit)
+    alone = max_in_window(sends)
+    row("  the broadcast's alone", str(alone), f"<= {limit}", alone <= limit)
     print()
     print(f"{'reply delay to /help':40}{'baseline':>10}{'broadcast':>12}{'added':>10}")
     for name, base, busy in (

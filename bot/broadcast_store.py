@@ -18,7 +18,9 @@ committed before it: that is what keeps the per-chat interval across processes, 
 is not claimed while another broadcast's message to it is in flight or was sent less than
 the interval ago. On SQLite one process sends: the holder of the sender lease in
 ``broadcast_pacing``. That row also holds the overall rate's next free send slot, from
-which every process reserves its sends (:meth:`BroadcastStore.reserve_slots`).
+which every process reserves its sends (:meth:`BroadcastStore.reserve_slots`). On
+PostgreSQL the broadcast sends of every process that occupy the overall limit are rows of
+``broadcast_sends`` (:meth:`BroadcastStore.open_send`, see :mod:`bot.send_window`).
 
 Texts are stored once per broadcast and language (``broadcast_texts``); each delivery row
 records the recipient's language, so a resumed broadcast sends exactly what was previewed.
@@ -28,9 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -41,16 +44,20 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Interval,
     Table,
     Text,
     and_,
+    bindparam,
     case,
+    delete,
     exists,
     func,
     insert,
     literal,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
@@ -58,8 +65,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from bot.send_window import AFTER, Grant
 from bot.storage import Store, metadata
 from conversations.broadcast import Progress
+
+T = TypeVar("T")
 
 subscriptions = Table(
     "subscriptions",
@@ -148,6 +158,20 @@ MAX_AHEAD = 3600.0
 # Claims on PostgreSQL take turns on this advisory lock: two int4 keys, a key space apart
 # from the one-bigint locks the conversations take on chat ids (bot.storage).
 CLAIM_LOCK = (0x79696261, 1)  # "yiba", claims
+SEND_LOCK = (0x79696261, 2)  # grants of sends (broadcast_sends)
+
+# PostgreSQL: the broadcast sends of every process that occupy the overall limit, from
+# their grant until their completion plus a second (bot.send_window), on the database's
+# clock; rows are deleted once they no longer count.
+sends = Table(
+    "broadcast_sends",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("started", DateTime(timezone=True), nullable=False),
+    # The completion + 1 s once the send completed; until then the grant + the send
+    # timeout, so that the send of a process that died stops counting.
+    Column("occupies_until", DateTime(timezone=True), nullable=False),
+)
 
 audit = Table(
     "audit",
@@ -177,6 +201,7 @@ TABLES = (
     audit,
     reminder_settings,
     pacing,
+    sends,
 )
 ACTIVE_BROADCAST = ("queued", "sending")
 UNFINISHED = ("pending", "inflight")
@@ -276,6 +301,65 @@ def _reserve(conn: Connection, start: float, count: int, spacing: float) -> floa
     return float(end) - count * spacing
 
 
+def _open_send(conn: Connection, limit: int, extra: int, timeout: float) -> Grant:
+    """See :meth:`BroadcastStore.open_send`."""
+    # Grants take turns, so each sees the sends granted before it (READ COMMITTED reads
+    # what was committed before the statement), and their times are in grant order.
+    conn.execute(select(func.pg_advisory_xact_lock(*SEND_LOCK)))
+    clock = select(func.clock_timestamp().label("now")).cte("clock")  # evaluated once
+    now = select(clock.c.now).scalar_subquery()
+    until = sends.c.occupies_until
+    busy = (
+        select(func.count().label("n"), func.min(until).label("first"))
+        .where(until > now)
+        .cte("busy")
+    )
+    counted = clock.join(busy, true())
+    granted = (
+        insert(sends)
+        .from_select(
+            ["started", "occupies_until"],
+            select(clock.c.now, clock.c.now + literal(dt.timedelta(seconds=timeout)))
+            .select_from(counted)
+            .where(busy.c.n + extra < limit),
+        )
+        .returning(sends.c.id)
+        .cte("granted")
+    )
+    gone = delete(sends).where(until <= now).cte("gone")  # what no longer counts
+    row = conn.execute(
+        select(
+            clock.c.now,
+            busy.c.first,
+            select(granted.c.id).scalar_subquery().label("ticket"),
+        )
+        .select_from(counted)
+        .add_cte(gone)
+    ).one()
+    if row.ticket is not None:
+        return Grant(int(row.ticket))
+    # A send in flight frees its place a second after it completes, so not within a second.
+    free = row.now + dt.timedelta(seconds=AFTER)
+    if row.first is not None:
+        free = min(free, row.first)
+    return Grant(None, (free - row.now).total_seconds())
+
+
+def _close_sends(conn: Connection, completed: list[tuple[int, float]]) -> None:
+    """Close sends that completed at the given ``time.monotonic()`` (see ``close_send``):
+    measured back from the database's clock now, which errs late, never early."""
+    now = time.monotonic()
+    conn.execute(
+        update(sends)
+        .where(sends.c.id == bindparam("ticket"))
+        .values(occupies_until=func.clock_timestamp() + bindparam("after", type_=Interval)),
+        [
+            {"ticket": ticket, "after": dt.timedelta(seconds=AFTER - (now - done))}
+            for ticket, done in completed
+        ],
+    )
+
+
 def _take_sender(conn: Connection, owner: str, now: dt.datetime, until: dt.datetime) -> bool:
     """SQLite: make ``owner`` the one sending worker, unless another holds a live lease.
 
@@ -354,6 +438,8 @@ class BroadcastStore:
     def __init__(self, store: Store, clock: Callable[[], dt.datetime] = _now) -> None:
         self.store = store
         self._clock = clock
+        # Sends completed and not closed yet: (ticket, time.monotonic() at completion).
+        self._completed: list[tuple[int, float]] = []
 
     async def init(self) -> None:
         """Migrate the database (the broadcast tables are in the migrations with the rest)."""
@@ -723,7 +809,7 @@ class BroadcastStore:
                 ]
             return claimed
 
-        return await self.store._run(work, commit=True)
+        return await self._write(work)
 
     async def renew(self, owner: str, lease: float) -> None:
         """Extend the leases ``owner`` holds (its rows in flight; on SQLite the sender lease)
@@ -744,7 +830,7 @@ class BroadcastStore:
                     .values(sender_until=until)
                 )
 
-        await self.store._run(work, commit=True)
+        await self._write(work)
 
     async def release(self, owner: str) -> int:
         """A worker stopping: the rows it claimed and did not send go back to ``pending`` at
@@ -764,7 +850,7 @@ class BroadcastStore:
             )
             return int(result.rowcount or 0)
 
-        return await self.store._run(work, commit=True)
+        return await self._write(work)
 
     async def waiting(self, owner: str) -> float | None:
         """Whether recipients of running broadcasts are left that ``owner`` may have to send
@@ -807,6 +893,40 @@ class BroadcastStore:
             lambda conn: _reserve(conn, start, count, spacing), commit=True
         )
 
+    async def open_send(self, limit: int, extra: int, timeout: float) -> Grant:
+        """PostgreSQL: grant a broadcast send if fewer than ``limit - extra`` sends of every
+        process occupy the overall limit (see :mod:`bot.send_window`): in flight (for at
+        most ``timeout`` seconds from their grant) or completed less than a second ago.
+        ``extra``: the caller's own sends counted beside (its replies). Times are the
+        database's clock; rows that no longer count are deleted."""
+        return await self._write(lambda conn: _open_send(conn, limit, extra, timeout))
+
+    async def close_send(self, ticket: int) -> None:
+        """The send granted as ``ticket`` completed now: it counts one second more.
+
+        Written with this store's next transaction (the delivery's outcome follows every
+        send), so it costs no round trip of its own; its time is that transaction's
+        database clock less the time since the completion, measured here. Until then the
+        other processes count it as in flight, which it was less than a second ago."""
+        self._completed.append((ticket, time.monotonic()))
+
+    async def _write(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in a transaction that also closes the sends completed since the last
+        one (PostgreSQL); if it fails they are closed with the next one."""
+        completed, self._completed = self._completed, []
+
+        def both(conn: Connection) -> T:
+            done = work(conn)
+            if completed:  # last: a grant's lock is never awaited while rows are locked
+                _close_sends(conn, completed)
+            return done
+
+        try:
+            return await self.store._run(both, commit=True)
+        except BaseException:
+            self._completed[:0] = completed
+            raise
+
     @property
     def shares_the_rate(self) -> bool:
         """Whether several processes send at once, so that the overall limit is kept in the
@@ -832,7 +952,7 @@ class BroadcastStore:
                 .values(parts_sent=parts_sent, updated_at=now)
             )
 
-        await self.store._run(work, commit=True)
+        await self._write(work)
 
     async def mark_failed(
         self, broadcast_id: int, chat_id: int, error: str, attempts: int = 1
@@ -889,7 +1009,7 @@ class BroadcastStore:
             )
             return bool(result.rowcount)
 
-        return await self.store._run(work, commit=True)
+        return await self._write(work)
 
     # ------------------------------------------------------------------ scheduled reminders
 

@@ -1,23 +1,29 @@
 """The paced, resumable broadcast sender.
 
-:class:`Pacer` spaces sends: at most ``per_second`` messages in any one-second window
-overall and one message per ``per_chat_interval`` seconds to any one chat. Sends are
-smoothed (at least ``(1 + margin) / per_second`` apart) rather than sent in bursts, and the
-``margin`` (default 2 %) absorbs the jitter between the moment a request leaves and the
-moment Telegram counts it. Time is ``time.time`` (the processes of one bot share the
-schedule, so the clock is the wall clock) and ``asyncio.sleep`` unless a test injects its own.
+:class:`Pacer` keeps two limits: at most ``per_second`` messages in any one-second window
+overall, counted where the messages arrive, and one message per ``per_chat_interval``
+seconds to any one chat. The overall limit is a window of sends (:mod:`bot.send_window`):
+a send occupies it from its grant until its HTTP call completes, plus a second, and is
+granted only while fewer than ``per_second`` sends occupy it. A message reaches Telegram
+between its grant and its completion, so no second of arrivals holds more than the limit
+however long a request waits to leave (an event loop busy with residents' updates) or its
+answer takes; the sustained rate is ``per_second / (1 s + round trip)``. Within it, sends
+are smoothed (at least ``(1 + margin) / per_second`` apart, margin 2 %) rather than sent
+in bursts. Time is ``time.time`` (the processes of one bot share the slots' schedule, so
+the clock is the wall clock) and ``asyncio.sleep`` unless a test injects its own.
 
-Interactive replies have priority: ``await pacer.acquire(chat_id, priority=True)`` (or
-``async with worker.interactive(chat_id):``) before the reply. An interactive send does not
-wait for the broadcast send in flight, only for the next free slot of the overall limit,
-which the broadcast lane leaves to it. The wait is therefore at most
-``(k + 1) * (1 + margin) / per_second`` (41 ms at 25/s) when ``k`` other interactive
-replies are already waiting, and never more than ``interactive_max_wait`` (1 s): past that
-the reply goes anyway, so only a burst of interactive replies above the limit by itself can
-exceed the limit. The per-chat interval does not hold a reply (a conversation answers each
-press at once, and Telegram allows short bursts in a chat), but a reply does hold the next
-broadcast message to that chat. Interactive sends count against the overall limit, which
-the broadcast absorbs by slowing down; a RetryAfter hold applies to the broadcast lane only.
+Interactive replies have priority: ``async with pacer.sending(chat_id, priority=True):``
+(or ``async with worker.interactive(chat_id):``) around the reply. An interactive send does
+not wait for the broadcast send in flight, only for the next free slot of the overall
+limit, which the broadcast lane leaves to it, and for a place in its process's window of
+sends. The wait is therefore about ``(k + 1) * (1 + margin) / per_second`` (41 ms at 25/s)
+when ``k`` other interactive replies are already waiting and the window has room, and never
+more than ``interactive_max_wait`` (1 s): past that the reply goes anyway, so only a burst
+of interactive replies above the limit by itself can exceed the limit. The per-chat
+interval does not hold a reply (a conversation answers each press at once, and Telegram
+allows short bursts in a chat), but a reply does hold the next broadcast message to that
+chat. Interactive sends count against the overall limit, which the broadcast absorbs by
+slowing down; a RetryAfter hold applies to the broadcast lane only.
 
 :class:`DeliveryWorker` claims one recipient per send slot (``concurrency`` slots, default
 1), commits the claim, waits for the pacer, sends through an injected
@@ -28,7 +34,9 @@ the broadcast absorbs by slowing down; a RetryAfter hold applies to the broadcas
 * ``Forbidden``: the recipient blocked the bot; the row becomes ``unsubscribed`` and the
   subscription inactive.
 * ``BadRequest``: permanent (chat not found, text rejected): ``failed``.
-* other ``NetworkError`` (``TimedOut`` included): retried with exponential backoff
+* other ``NetworkError`` (``TimedOut`` included), or no answer within the pacer's
+  ``send_timeout`` (20 s, above python-telegram-bot's own timeouts; past it the send stops
+  occupying the rate limit, so it is given up): retried with exponential backoff
   (``backoff``, doubled each time, at most ``max_backoff``) up to ``max_attempts`` attempts,
   then ``failed``. A ``TimedOut`` whose request did reach Telegram is sent twice: like the
   crash window below, that cannot be told apart without an idempotency key.
@@ -46,13 +54,16 @@ Every process runs a worker on the same rows (:mod:`bot.broadcast_store`):
   sent within about a lease; a restarted process has a new owner id and takes nothing from
   a live one. A worker starts no send within (per-chat interval + 1 s) of its lease's end
   (the database was away and it could not renew): the row is left to the next holder.
-* The overall limit holds across processes: the :class:`Pacer` reserves its broadcast
-  sends on one schedule in the database (``reserve_slots``), a tenth of a second at a
-  time, and sends each within ``margin / 2`` after its slot or leaves it unused, so any
-  second holds at most ``per_second`` sends of all processes together. Interactive replies
-  keep their lane in their process and count on the shared schedule with the process's
-  next reservation (replies of the last second only). A RetryAfter holds this process at
-  once and, through the schedule, the others after the slots they already reserved.
+* The overall limit holds across processes: every broadcast send is granted on one window
+  of sends in the database (``open_send``, the database's clock; a send of a process that
+  died stops counting ``send_timeout`` seconds after its grant, and every send is given up
+  after that long). The slots that space the sends are reserved on one schedule there too
+  (``reserve_slots``, with the claim), and a send waits for its slot before it asks for
+  its grant. Interactive replies keep their lane in their process: they count in their
+  process's window, with that process's broadcast grants (``extra``), and on the shared
+  schedule with the process's next reservation (replies of the last second only); the
+  other processes' grants do not see them. A RetryAfter holds this process at once and,
+  through the schedule, the others after the slots they already reserved.
 * The per-chat interval holds across processes: a chat is not claimed while another
   broadcast's message to it is in flight or was sent less than the interval ago.
 * On SQLite one process sends: the holder of the sender lease; the others' workers wait
@@ -87,6 +98,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot import metrics
 from bot.broadcast_store import BroadcastStore, Claimed
+from bot.send_window import SEND_TIMEOUT, Grant, SendWindow, SharedSends
 from bot.splitting import split_html
 from conversations.broadcast import Progress
 
@@ -102,8 +114,9 @@ ProgressFn = Callable[[Progress], Awaitable[None]]
 RECHECK = 0.2
 
 
-class SlotStore(Protocol):
-    """Where the processes of one bot reserve their send slots (``BroadcastStore``)."""
+class SharedPacing(SharedSends, Protocol):
+    """Where the processes of one bot share their pacing (``BroadcastStore``): the send
+    slots that space their broadcast sends, and the sends that occupy the limit."""
 
     async def reserve_slots(self, start: float, count: int, spacing: float) -> float: ...
 
@@ -120,7 +133,8 @@ class Pacer:
         interactive_max_wait: float = 1.0,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
-        slots: SlotStore | None = None,
+        slots: SharedPacing | None = None,
+        send_timeout: float = SEND_TIMEOUT,
     ) -> None:
         if per_second < 1:
             raise ValueError("per_second must be at least 1")
@@ -130,19 +144,22 @@ class Pacer:
         self.interactive_max_wait = interactive_max_wait
         self.clock = clock
         self.sleep = sleep
+        self.send_timeout = send_timeout
         self.spacing = (1.0 + margin) / per_second
         self._slack = min(margin, self.spacing / 2)
-        # A shared slot used this late still keeps any second within the limit: the slots a
-        # window of 1 s + margin can hold, per_second, are all the slots of any 1 s of sends.
-        self._late = margin / 2
-        self._window: deque[float] = deque(maxlen=per_second)  # the last per_second sends
+        self._late = margin / 2  # a shared slot used this late still keeps the spacing
+        self._last_slot = -math.inf
+        # This process's sends in flight or completed less than a second ago: the limit as
+        # counted where the messages arrive (bot.send_window).
+        self.window = SendWindow(clock, send_timeout)
         self._last_by_chat: dict[int, float] = {}
         self._hold_until = -math.inf
         self._priority_waiting = 0
         self._no_priority = asyncio.Event()
         self._no_priority.set()
-        # The slots shared with the other processes: reserved as sends want them (one per
-        # broadcast send waiting here), with this process's replies of the last second.
+        # Shared with the other processes: the slots, reserved as sends want them (one per
+        # broadcast send waiting here), with this process's replies of the last second;
+        # and the broadcast sends occupying the limit.
         self.slots = slots
         self.shared = slots is not None
         self._wanting = 0
@@ -150,6 +167,7 @@ class Pacer:
         self._reserved: deque[float] = deque()
         self._replies: deque[float] = deque()
         self._reserving = asyncio.Lock()
+        self._grant_failures = 0
 
     def hold(self, seconds: float) -> None:
         """No broadcast send for ``seconds`` (Telegram's RetryAfter); interactive ones go on."""
@@ -157,11 +175,7 @@ class Pacer:
         self._reserved.clear()  # the next reservation starts after the hold, for everyone
 
     def _ready_at(self, chat_id: int, priority: bool) -> float:
-        ready = -math.inf
-        if self._window:
-            ready = self._window[-1] + self.spacing
-            if len(self._window) == self.per_second:
-                ready = max(ready, self._window[0] + 1.0 + self.margin)
+        ready = max(self._last_slot + self.spacing, self.window.free_at(self.per_second))
         if priority:
             # A conversation answers each press or message at once (Telegram allows short
             # bursts in a chat); its messages still space the broadcast's to that chat.
@@ -171,17 +185,30 @@ class Pacer:
             ready = max(ready, last + self.per_chat_interval)
         return max(ready, self._hold_until)
 
-    async def acquire(
+    @contextlib.asynccontextmanager
+    async def sending(
         self, chat_id: int, *, priority: bool = False, slot: float | None = None
-    ) -> float:
-        """Wait until a message to ``chat_id`` may be sent and count it; returns the wait.
+    ) -> AsyncIterator[float]:
+        """Wait until a message to ``chat_id`` may be sent, and send it in the block; yields
+        the wait. The send occupies the overall limit until the block ends, plus a second.
 
         ``priority`` is for interactive replies: they go before any waiting broadcast send
         and wait at most ``interactive_max_wait`` seconds. ``slot``: a shared send slot
         already reserved for this send (with its claim), used if it is not past.
         """
+        wait, local, shared = await self._acquire(chat_id, priority, slot)
+        try:
+            yield wait
+        finally:
+            await self._release(local, shared)
+
+    async def _acquire(
+        self, chat_id: int, priority: bool, slot: float | None
+    ) -> tuple[float, int, int | None]:
+        """Wait and count the send: (the wait, its local ticket, its shared one)."""
         start = self.clock()
-        shared = False
+        granted: int | None = None
+        spaced = False  # a shared slot reached
         if priority:
             self._priority_waiting += 1
             self._no_priority.clear()
@@ -196,7 +223,7 @@ class Pacer:
                     ready = min(ready, start + self.interactive_max_wait)
                 if ready <= now and (priority or not self.shared):
                     break
-                if ready <= now:
+                if ready <= now and not spaced:
                     # The shared slot: sent within ``_late`` after it, or left unused.
                     if slot is None:
                         slot = await self._take_slot(now)
@@ -204,10 +231,17 @@ class Pacer:
                     if slot + self._late < now:
                         slot = None
                         continue
-                    if slot <= now:
-                        ready, shared = slot, True
+                    ready, spaced = slot, slot <= now
+                if ready <= now:
+                    assert slot is not None
+                    grant = await self._open_shared()
+                    now = self.clock()
+                    if grant.ticket is not None:
+                        granted, ready = grant.ticket, slot
                         break
-                    ready = slot
+                    # The window is full: ask again when a place may be free (the slot's
+                    # spacing is kept: a send of every process waits as long).
+                    slot = ready = now + grant.wait
                 await self.sleep(ready - now)
         finally:
             if priority:
@@ -217,12 +251,37 @@ class Pacer:
         # The overall schedule keeps its slots: a send woken a little late (the event loop's
         # sleep overshoots by a millisecond or two, 3-5 % of a slot at 25/s) counts at its
         # slot, so lateness does not add up into a lower rate. The credit is at most the
-        # margin, so any per_second sends in a row still span more than a second.
-        slot = ready if shared or now - ready <= self._slack else now
+        # margin; the window of sends (bot.send_window) keeps the limit whatever the slots.
+        slot = ready if granted is not None or now - ready <= self._slack else now
         self._record(chat_id, slot, now)
         if priority and self.shared:
             self._replies.append(now)
-        return now - start
+        return now - start, self.window.open(reply=priority), granted
+
+    async def _open_shared(self) -> Grant:
+        """A broadcast send granted on the window every process shares, counting this
+        process's replies; or how long to wait (the database is away: no send meanwhile)."""
+        assert self.slots is not None
+        try:
+            grant = await self.slots.open_send(
+                self.per_second, self.window.replies(), self.send_timeout
+            )
+        except Exception:
+            self._grant_failures += 1
+            logger.exception("granting a send failed (%d)", self._grant_failures)
+            return Grant(None, min(2.0**self._grant_failures, 30.0))
+        self._grant_failures = 0
+        return grant
+
+    async def _release(self, local: int, shared: int | None) -> None:
+        self.window.close(local)
+        if shared is None:
+            return
+        assert self.slots is not None
+        try:
+            await self.slots.close_send(shared)
+        except Exception:  # it stops counting at its timeout instead
+            logger.exception("closing a send failed")
 
     async def _take_slot(self, now: float) -> float:
         """A send slot on the shared schedule, this caller's alone (reserving as many as
@@ -261,7 +320,7 @@ class Pacer:
         self._reserved.extend(first + i * self.spacing for i in range(replies, count))
 
     def _record(self, chat_id: int, slot: float, now: float) -> None:
-        self._window.append(slot)
+        self._last_slot = slot
         self._last_by_chat[chat_id] = now
         if len(self._last_by_chat) > 4 * self.per_second + 1024:
             cutoff = now - self.per_chat_interval
@@ -348,8 +407,8 @@ class DeliveryWorker:
     @contextlib.asynccontextmanager
     async def interactive(self, chat_id: int) -> AsyncIterator[None]:
         """Wrap an interactive reply: it goes ahead of the broadcast (see the module doc)."""
-        await self.pacer.acquire(chat_id, priority=True)
-        yield
+        async with self.pacer.sending(chat_id, priority=True):
+            yield
 
     # ------------------------------------------------------------------ the loop
 
@@ -478,14 +537,16 @@ class DeliveryWorker:
         while True:
             if self._stopping:
                 return None
-            await self.pacer.acquire(chat_id, slot=item.slot if attempts == 0 else None)
-            if not self._still_held(item):
-                logger.warning("broadcast %d: a lease ran out before its send", broadcast_id)
-                self._held.pop((broadcast_id, chat_id), None)
-                return None
-            attempts += 1
             try:
-                await self.send(chat_id, text)
+                async with self.pacer.sending(chat_id, slot=item.slot if attempts == 0 else None):
+                    if not self._still_held(item):
+                        logger.warning("broadcast %d: a lease ran out before a send", broadcast_id)
+                        self._held.pop((broadcast_id, chat_id), None)
+                        return None
+                    attempts += 1
+                    # Bounded: past the timeout the send stops occupying the rate limit.
+                    async with asyncio.timeout(self.pacer.send_timeout):
+                        await self.send(chat_id, text)
             except RetryAfter as exc:
                 seconds = retry_after_seconds(exc)
                 logger.info("broadcast %d: Telegram asks to wait %.1f s", broadcast_id, seconds)
@@ -495,7 +556,7 @@ class DeliveryWorker:
                 return "unsubscribed", type(exc).__name__, attempts
             except BadRequest as exc:
                 return "failed", type(exc).__name__, attempts
-            except NetworkError as exc:
+            except (NetworkError, TimeoutError) as exc:
                 network_failures += 1
                 if network_failures < self.max_attempts:
                     delay = min(self.backoff * 2 ** (network_failures - 1), self.max_backoff)

@@ -133,8 +133,8 @@ async def test_pacer_keeps_both_limits_in_every_window() -> None:
     random.Random(6).shuffle(chats)
     sends = []
     for chat in chats:
-        await pacer.acquire(chat)
-        sends.append((clock(), chat))
+        async with pacer.sending(chat):
+            sends.append((clock(), chat))
     assert_paced(sends, 20, 1.0)
 
 
@@ -142,7 +142,8 @@ async def test_pacer_sustains_at_least_95_percent_of_the_limit() -> None:
     clock = FakeClock()
     pacer = Pacer(25, clock=clock, sleep=clock.sleep)
     for chat in range(501):
-        await pacer.acquire(chat)
+        async with pacer.sending(chat):
+            pass
     assert 500 / (clock() - clock.start) >= 0.95 * 25
 
 
@@ -155,19 +156,21 @@ async def test_interactive_replies_go_first_and_wait_less_than_a_second() -> Non
         chat = 1000
         while not stop:
             chat += 1
-            await pacer.acquire(chat)
-            sends.append((time.monotonic(), chat))
+            async with pacer.sending(chat):
+                sends.append((time.monotonic(), chat))
 
     task = asyncio.create_task(broadcast())
     await asyncio.sleep(0.2)
     waits = []
     for i in range(5):
-        waits.append(await pacer.acquire(i, priority=True))
-        sends.append((time.monotonic(), i))
+        async with pacer.sending(i, priority=True) as wait:
+            waits.append(wait)
+            sends.append((time.monotonic(), i))
         await asyncio.sleep(0.05)
     # Right after a reply to the same chat: a conversation is not held by the per-chat
     # interval, only by the overall limit.
-    waits.append(await pacer.acquire(0, priority=True))
+    async with pacer.sending(0, priority=True) as wait:
+        waits.append(wait)
     stop = True
     await task
     spacing = 1.02 / 50
@@ -178,20 +181,24 @@ async def test_interactive_replies_go_first_and_wait_less_than_a_second() -> Non
 async def test_a_reply_holds_the_next_broadcast_message_to_that_chat() -> None:
     clock = FakeClock()
     pacer = Pacer(25, 1.0, clock=clock, sleep=clock.sleep)
-    await pacer.acquire(7, priority=True)
-    replied = clock()
-    assert await pacer.acquire(7, priority=True) <= 1.02 / 25 + 1e-9
-    await pacer.acquire(7)
-    assert clock() - replied >= 1.0
+    async with pacer.sending(7, priority=True):
+        replied = clock()
+    async with pacer.sending(7, priority=True) as wait:
+        assert wait <= 1.02 / 25 + 1e-9
+    async with pacer.sending(7):
+        assert clock() - replied >= 1.0
 
 
 async def test_an_interactive_reply_is_never_held_by_retry_after() -> None:
     clock = FakeClock()
     pacer = Pacer(25, 1.0, clock=clock, sleep=clock.sleep)
-    await pacer.acquire(1)
+    async with pacer.sending(1):
+        pass
     pacer.hold(30)
-    assert await pacer.acquire(2, priority=True) <= 1 / 25 * 1.02 + 1e-9
-    assert await pacer.acquire(3) >= 29
+    async with pacer.sending(2, priority=True) as wait:
+        assert wait <= 1 / 25 * 1.02 + 1e-9
+    async with pacer.sending(3) as wait:
+        assert wait >= 29
 
 
 # ---------------------------------------------------------------------- store + worker

@@ -49,7 +49,7 @@ def test_polling_bot_serves_health_and_metrics_on_its_port(harness: Harness) -> 
     base = f"http://127.0.0.1:{port}"
     health = get(f"{base}/healthz")
     assert health.status_code == 200
-    assert health.json() == {"ok": True, "database": "ok", "migration": "0002", "head": "0002"}
+    assert health.json() == {"ok": True, "database": "ok", "migration": "0003", "head": "0003"}
 
     chat = Chat(harness.stub)
     chat.send("/start")

@@ -35,6 +35,7 @@ TABLES = {
     "audit",
     "reminder_settings",
     "broadcast_pacing",
+    "broadcast_sends",
 }
 
 
@@ -78,8 +79,8 @@ async def test_cli_migrates_an_empty_database_to_exactly_the_codes_tables(
     assert await store._run(tables, commit=False) == set()
     done = migrate_cli(empty_url)
     assert done.returncode == 0, done.stderr
-    assert "0002" in done.stdout
-    assert await store._run(migrations.current, commit=False) == migrations.head() == "0002"
+    assert "0003" in done.stdout
+    assert await store._run(migrations.current, commit=False) == migrations.head() == "0003"
     assert await store._run(tables, commit=False) == TABLES
     assert await store._run(differences, commit=False) == []
     again = migrate_cli(empty_url)  # at head already: nothing to do, no error
@@ -109,7 +110,7 @@ async def test_a_start_at_head_neither_imports_alembic_nor_migrates(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-    assert await store._run(migrations.current, commit=False) == "0002"
+    assert await store._run(migrations.current, commit=False) == "0003"
 
 
 async def test_processes_starting_together_migrate_once(store: Store, empty_url: str) -> None:
@@ -119,7 +120,7 @@ async def test_processes_starting_together_migrate_once(store: Store, empty_url:
     finally:
         for s in others:
             await s.close()
-    assert await store._run(migrations.current, commit=False) == "0002"
+    assert await store._run(migrations.current, commit=False) == "0003"
     assert await store._run(differences, commit=False) == []
 
 
@@ -138,7 +139,7 @@ async def test_a_database_made_before_migrations_is_taken_over_with_its_rows(
     state = State(lang="en")
     assert await store.commit(42, state, 0) == []
     await store.init()
-    assert await store._run(migrations.current, commit=False) == "0002"
+    assert await store._run(migrations.current, commit=False) == "0003"
     loaded, version = await store.load(42)
     assert loaded is not None and loaded.lang == "en" and version == 1
     rows = await store._run(
@@ -208,7 +209,7 @@ async def test_upgrading_from_0001_keeps_the_broadcast_in_progress(store: Store)
 
     await store._run(seed, commit=True)
     await store.init()
-    assert await store._run(migrations.current, commit=False) == "0002"
+    assert await store._run(migrations.current, commit=False) == "0003"
     broadcasts = BroadcastStore(store)
     assert await broadcasts.delivery_status(1) == {
         11: ("sent", 1, None),
