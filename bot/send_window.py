@@ -27,6 +27,7 @@ same rule on the database's clock.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 from collections.abc import Callable
@@ -60,35 +61,49 @@ class SharedSends(Protocol):
 
 
 class SendWindow:
-    """The sends of one process that occupy the limit, on its clock."""
+    """The sends of one process that occupy the limit, on its clock.
+
+    Every grant and completion is a heap operation, not a pass over the sends of the last
+    second: at a high limit (or none, as in ``benchmarks/bench_updates.py``) they number
+    in the thousands, and each interactive reply asks twice.
+    """
 
     def __init__(self, clock: Callable[[], float], timeout: float = SEND_TIMEOUT) -> None:
         self.clock = clock
         self.timeout = timeout
         self._until: dict[int, float] = {}  # ticket -> until when it occupies the limit
+        # (until, ticket), one per time a ticket's end was set: the current one is the
+        # entry that matches _until; the others are left to drop out when they come up.
+        self._ends: list[tuple[float, int]] = []
         self._replies: set[int] = set()  # tickets of interactive replies
         self._tickets = itertools.count(1)
 
-    def _busy(self, now: float) -> list[float]:
-        for ticket in [t for t, until in self._until.items() if until <= now]:
-            del self._until[ticket]
-            self._replies.discard(ticket)
-        return list(self._until.values())
+    def _expire(self, now: float) -> None:
+        ends, until = self._ends, self._until
+        while ends and (ends[0][0] <= now or until.get(ends[0][1]) != ends[0][0]):
+            end, ticket = heapq.heappop(ends)
+            if until.get(ticket) == end:  # its current end, and it is over
+                del until[ticket]
+                self._replies.discard(ticket)
 
     def free_at(self, limit: int) -> float:
         """When a send may next be granted: -inf (now), or when the first place may come
         free. A send still in flight frees its place a second after it completes at the
         earliest, so not within a second from now; a completed one at its time."""
         now = self.clock()
-        busy = self._busy(now)
-        if len(busy) < limit:
+        self._expire(now)
+        if len(self._until) < limit:
             return -math.inf
-        return min([*busy, now + AFTER])
+        return min(self._ends[0][0], now + AFTER)
+
+    def _set(self, ticket: int, until: float) -> None:
+        self._until[ticket] = until
+        heapq.heappush(self._ends, (until, ticket))
 
     def open(self, *, reply: bool = False) -> int:
         """Count a send granted now (the caller checked :meth:`free_at`)."""
         ticket = next(self._tickets)
-        self._until[ticket] = self.clock() + self.timeout
+        self._set(ticket, self.clock() + self.timeout)
         if reply:
             self._replies.add(ticket)
         return ticket
@@ -96,9 +111,9 @@ class SendWindow:
     def close(self, ticket: int) -> None:
         """The send completed now: it occupies the limit one second more."""
         if ticket in self._until:
-            self._until[ticket] = self.clock() + AFTER
+            self._set(ticket, self.clock() + AFTER)
 
     def replies(self) -> int:
         """This process's interactive replies occupying the limit now."""
-        self._busy(self.clock())
+        self._expire(self.clock())
         return len(self._replies)
