@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import gc
 import json
 import logging
 import socket
@@ -399,6 +400,15 @@ async def _at_start(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
     return await call()
 
 
+def _settle() -> None:
+    """What start-up loaded (the notices, the templates, the FAQ index and jieba's
+    dictionary: some 150,000 objects) lives as long as the process: kept out of the garbage
+    collector's sight from now on, so its full collections stop walking them all (12 % of
+    an update's CPU before: 162 -> 16 µs of collection per update, bench_updates.py)."""
+    gc.collect()
+    gc.freeze()
+
+
 def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any, Any]:
     assert settings.bot_token is not None
     store = Store(settings.database_url)
@@ -412,7 +422,9 @@ def build_application(settings: Settings) -> Application[Any, Any, Any, Any, Any
         app.bot_data["service"] = service
         app.bot_data["staff_ids"] = settings.staff_ids
         # jieba and the FAQ index take a couple of seconds: build them before the first question.
-        app.bot_data["faq_warmup"] = asyncio.get_running_loop().run_in_executor(None, default_index)
+        warmup = asyncio.get_running_loop().run_in_executor(None, default_index)
+        warmup.add_done_callback(lambda _: _settle())
+        app.bot_data["faq_warmup"] = warmup
         for code, locale in MENU_LANGUAGES.items():
             menus = functools.partial(app.bot.set_my_commands, language_code=code)
             await _at_start(functools.partial(menus, command_menu(locale)))
