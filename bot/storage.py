@@ -241,7 +241,7 @@ class Store:
             else None
         )
 
-    async def _write(self, work: Callable[[Db], T]) -> T:
+    async def _transaction(self, work: Callable[[Db], T]) -> T:
         """``work`` in a transaction committed at the end (rolled back if it raises)."""
         if self._turns is not None:
             return await self._turns.run(work)
@@ -371,7 +371,7 @@ class Store:
         the chat's outbox, in one transaction; the outbox then (as :meth:`pending`), or
         None when someone else won."""
         try:
-            return await self._write(
+            return await self._transaction(
                 lambda db: _write(db, chat_id, Change(state, replies), version)
             )
         except (IntegrityError, sqlite3.IntegrityError):
@@ -386,10 +386,9 @@ class Store:
         ``decide`` gets the state (None when there is none yet) and its version and runs
         where the statements run, inside the transaction (for a SQLite file the loop, or the
         store's thread when another connection is writing; on PostgreSQL the loop); it must
-        be quick and must not touch the event loop. It
-        returns the :class:`Change` to commit, or None to commit nothing. The outbox after
-        the turn, as :meth:`pending`; None when someone else changed the row first (handle
-        it again)."""
+        be quick and must not touch the event loop. It returns the :class:`Change` to
+        commit, or None to commit nothing. The outbox after the turn, as :meth:`pending`;
+        None when someone else changed the row first (handle it again)."""
 
         def work(db: Db) -> list[tuple[int, str]] | None:
             found = _load(db, chat_id)
@@ -400,7 +399,7 @@ class Store:
             return _write(db, chat_id, change, version)
 
         try:
-            return await self._write(work)
+            return await self._transaction(work)
         except (IntegrityError, sqlite3.IntegrityError):
             return None
 
@@ -412,7 +411,7 @@ class Store:
     async def sent(self, row_id: int) -> None:
         """The outbox row was sent (or can never be): delete it."""
 
-        await self._write(lambda db: db.changed(_SENT, {"row_id": row_id}))
+        await self._transaction(lambda db: db.changed(_SENT, {"row_id": row_id}))
 
     async def claim_stale(
         self, before: dt.datetime, now: dt.datetime
