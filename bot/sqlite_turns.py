@@ -69,12 +69,13 @@ class Prepared:
         )
 
 
-_prepared: dict[tuple[int, tuple[str, ...]], Prepared] = {}
+_prepared: dict[tuple[Executable, tuple[str, ...]], Prepared] = {}
 
 
 def prepared(statement: Executable, keys: Sequence[str]) -> Prepared:
-    # Keyed by identity: the hot statements are module constants, built once.
-    key = (id(statement), tuple(keys))
+    # Keyed by the statement itself (Core statements hash by identity; the hot ones are
+    # module constants, built once): held here, its identity is never reused by another.
+    key = (statement, tuple(keys))
     found = _prepared.get(key)
     if found is None:
         found = _prepared[key] = Prepared.of(statement, keys)
@@ -149,20 +150,23 @@ class Turns:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-turns")
         return self._thread
 
+    def _thread_connection(self) -> sqlite3.Connection:
+        """The thread's own connection (opened there, on first use), which waits for locks."""
+        if self._in_thread is None:
+            self._in_thread = self._connect(wait=True)
+        return self._in_thread
+
     async def _run_in_thread(self, work: Callable[[Driver], T]) -> T:
         def in_thread() -> T:
-            if self._in_thread is None:
-                self._in_thread = self._connect(wait=True)
-            self._in_thread.execute("BEGIN IMMEDIATE")
-            return _finish(self._in_thread, work)
+            conn = self._thread_connection()
+            conn.execute("BEGIN IMMEDIATE")
+            return _finish(conn, work)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor(), in_thread)
 
     def _checkpoint_now(self) -> None:
         try:
-            if self._in_thread is None:
-                self._in_thread = self._connect(wait=True)
-            self._in_thread.execute("PRAGMA wal_checkpoint(RESTART)")
+            self._thread_connection().execute("PRAGMA wal_checkpoint(RESTART)")
         except sqlite3.Error:
             pass  # tried again after the next CHECKPOINT_EVERY commits
         finally:
